@@ -1,0 +1,30 @@
+/* hak_config.c -- reads HAKMEM_* once. getenv() does not allocate. */
+#include "hak_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+hak_config_t hak_config = {0, 1, 8};
+
+static int parse_uint(const char *s, size_t *out) {
+    size_t v = 0;
+    if (!s || !*s) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return 0;
+        v = v * 10 + (size_t)(*s - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+void hak_config_init(void) {
+    const char *d = getenv("HAKMEM_DEBUG");
+    if (d && *d) {
+        if (strcmp(d, "json") == 0 || strcmp(d, "JSON") == 0) hak_config.debug = 2;
+        else if (strcmp(d, "0") != 0) hak_config.debug = 1;
+    }
+    const char *c = getenv("HAKMEM_CHECK");
+    if (c && strcmp(c, "0") == 0) hak_config.check = 0;
+    size_t v;
+    if (parse_uint(getenv("HAKMEM_SS_POOL"), &v)) hak_config.ss_pool_max = v;
+}

@@ -1,0 +1,16 @@
+/* hak_config.h -- HAKMEM_* environment settings, read once at init without allocating,
+ * into a struct that is read-only afterwards. See docs/CONFIG.md. */
+#pragma once
+
+#include <stddef.h>
+
+#include "hak_base.h"
+
+typedef struct hak_config {
+    int debug;           /* HAKMEM_DEBUG: 0 off, 1 text report at exit, 2 JSON at exit */
+    int check;           /* HAKMEM_CHECK: 1 (default) detect double and invalid frees */
+    size_t ss_pool_max;  /* HAKMEM_SS_POOL: empty SuperSlabs kept for reuse (default 8) */
+} hak_config_t;
+
+extern HAK_HIDDEN hak_config_t hak_config;
+HAK_HIDDEN void hak_config_init(void);

@@ -1,0 +1,83 @@
+/* hak_os.c -- mmap, munmap, madvise and mremap behind one small layer.
+ * May call: the kernel, hak_stats. Must never call malloc. */
+#define _GNU_SOURCE
+#include "hak_os.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hak_stats.h"
+
+static size_t page_size_cached;
+
+size_t hak_os_page_size(void) {
+    size_t ps = page_size_cached;
+    if (hak_unlikely(ps == 0)) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+        page_size_cached = ps;
+    }
+    return ps;
+}
+
+// Map size + align - page and cut the ends off, so the result is aligned without wasting
+// address space beyond one alignment unit in transit.
+static void *map_aligned(size_t size, size_t align, int prot) {
+    size_t page = hak_os_page_size();
+    if (align < page) align = page;
+    if (size > SIZE_MAX - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t span = size + align - page;
+    HAK_STAT_INC(os_map_calls);
+    // Reservations do not count against overcommit; real mappings do, so that a failing
+    // commit shows up here as ENOMEM rather than later as a fault.
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (prot == PROT_NONE ? MAP_NORESERVE : 0);
+    char *raw = mmap(NULL, span, prot, flags, -1, 0);
+    if (raw == MAP_FAILED) {
+        HAK_STAT_INC(os_map_fail);
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *aligned = (char *)hak_align_up((uintptr_t)raw, align);
+    size_t head = (size_t)(aligned - raw);
+    size_t tail = span - head - size;
+    if (head) munmap(raw, head);
+    if (tail) munmap(aligned + size, tail);
+    if (prot != PROT_NONE) HAK_STAT_ADD(os_map_bytes, size);
+    return aligned;
+}
+
+void *hak_os_map(size_t size, size_t align) { return map_aligned(size, align, PROT_READ | PROT_WRITE); }
+
+void *hak_os_reserve(size_t size, size_t align) { return map_aligned(size, align, PROT_NONE); }
+
+int hak_os_unmap(void *p, size_t size) {
+    if (munmap(p, size) != 0) return errno;
+    HAK_STAT_ADD(os_unmap_bytes, size);
+    return 0;
+}
+
+int hak_os_purge(void *p, size_t size) {
+    if (madvise(p, size, MADV_DONTNEED) != 0) return errno;
+    HAK_STAT_ADD(os_purge_bytes, size);
+    return 0;
+}
+
+int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size) {
+    void *r = mremap(p, old_size, new_size, 0);
+    if (r == MAP_FAILED) return errno;
+    if (new_size > old_size) HAK_STAT_ADD(os_map_bytes, new_size - old_size);
+    else HAK_STAT_ADD(os_unmap_bytes, old_size - new_size);
+    return 0;
+}
+
+int hak_os_move(void *p, size_t old_size, size_t new_size, void *target) {
+    void *r = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    if (r == MAP_FAILED) return errno;
+    if (new_size > old_size) HAK_STAT_ADD(os_map_bytes, new_size - old_size);
+    else HAK_STAT_ADD(os_unmap_bytes, old_size - new_size);
+    return 0;
+}

@@ -1,0 +1,24 @@
+/* hak_os.h -- the OS layer: the only code in hakmem that maps, unmaps or advises memory.
+ * Each helper counts what it does (os_* counters). Must never allocate through malloc. */
+#pragma once
+
+#include <stddef.h>
+
+#include "hak_base.h"
+
+/* Map size bytes (a multiple of the page size) read-write, aligned to align (a power of two,
+ * at least the page size). Returns NULL and sets errno to ENOMEM on failure. */
+HAK_HIDDEN void *hak_os_map(size_t size, size_t align);
+/* Map size bytes with no access, aligned to align: a reservation that mremap fills. */
+HAK_HIDDEN void *hak_os_reserve(size_t size, size_t align);
+/* Unmap [p, p+size). Returns 0 or an errno value. */
+HAK_HIDDEN int hak_os_unmap(void *p, size_t size);
+/* Give the pages of [p, p+size) back (MADV_DONTNEED): RSS falls, the range stays mapped
+ * and reads as zero afterwards. Returns 0 or an errno value. */
+HAK_HIDDEN int hak_os_purge(void *p, size_t size);
+/* Grow or shrink a mapping in place. Returns 0 or an errno value. */
+HAK_HIDDEN int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size);
+/* Move the mapping [p, p+old_size) to target (a reservation of new_size bytes), resizing it.
+ * Returns 0 or an errno value; on failure the old mapping is untouched. */
+HAK_HIDDEN int hak_os_move(void *p, size_t old_size, size_t new_size, void *target);
+HAK_HIDDEN size_t hak_os_page_size(void);

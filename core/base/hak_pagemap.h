@@ -1,0 +1,40 @@
+/* hak_pagemap.h -- the registry of hakmem's regions: one word per 2 MiB chunk of address
+ * space, holding a tagged pointer to the metadata of the SuperSlab or large block that
+ * covers the chunk, or 0. free() finds a block's owner by masking the pointer to its chunk
+ * and reading this map, never by reading memory that may not be mapped.
+ * Two levels: 1024 top entries (static) x 65536 leaf words (mapped on first use, never
+ * freed), covering the 47-bit user address space. Writers: map/unmap paths (any thread,
+ * one chunk has one writer at a time). Readers: everyone, lock-free. */
+#pragma once
+
+#include <stdint.h>
+
+#include "hak_atomic.h"
+#include "hak_base.h"
+
+#define HAK_PM_LEAF_BITS 16
+#define HAK_PM_TOP_BITS 10
+#define HAK_PM_TAG_MASK ((uintptr_t)7)
+#define HAK_PM_TAG_SS ((uintptr_t)0)
+#define HAK_PM_TAG_LARGE ((uintptr_t)1)
+
+extern HAK_HIDDEN _Atomic(_Atomic(uintptr_t) *) hak_pagemap_top[1u << HAK_PM_TOP_BITS];
+
+/* The entry for the chunk holding addr, or 0 if hakmem does not own it. */
+static HAK_INLINE uintptr_t hak_pagemap_get(uintptr_t addr) {
+    uintptr_t idx = addr >> HAK_SS_SHIFT;
+    if (hak_unlikely(idx >> (HAK_PM_TOP_BITS + HAK_PM_LEAF_BITS))) return 0;
+    // pairs with the release store that publishes a leaf in hak_pagemap_set
+    _Atomic(uintptr_t) *leaf = hak_load_acquire(&hak_pagemap_top[idx >> HAK_PM_LEAF_BITS]);
+    if (hak_unlikely(leaf == NULL)) return 0;
+    // pairs with the release store of the entry in hak_pagemap_set
+    return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
+}
+
+/* Set the entries of every chunk in [addr, addr+size) to value (0 clears). addr must be
+ * 2 MiB-aligned. Returns 0, or ENOMEM if a leaf could not be mapped. */
+HAK_HIDDEN int hak_pagemap_set(uintptr_t addr, size_t size, uintptr_t value);
+
+HAK_HIDDEN void hak_pagemap_fork_prepare(void);
+HAK_HIDDEN void hak_pagemap_fork_parent(void);
+HAK_HIDDEN void hak_pagemap_fork_child(void);

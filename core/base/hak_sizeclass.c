@@ -1,0 +1,43 @@
+/* hak_sizeclass.c -- the class tables and per-class geometry. */
+#include "hak_sizeclass.h"
+
+const uint8_t hak_sc_small_table[65] = {0,0,1,2,3,4,5,6,7,8,8,9,9,10,10,11,11,12,12,12,12,13,13,13,13,14,14,14,14,15,15,15,15,16,16,16,16,16,16,16,16,17,17,17,17,17,17,17,17,18,18,18,18,18,18,18,18,19,19,19,19,19,19,19,19};
+const uint32_t hak_sc_size_table[HAK_SC_MAX] = {16,32,48,64,80,96,112,128,160,192,224,256,320,384,448,512,640,768,896,1024,1280,1536,1792,2048,2560,3072,3584,4096,5120,6144,7168,8192,10240,12288,14336,16384,20480,24576,28672,32768,40960,49152,57344,65536,81920,98304,114688,131072,163840,196608,229376,262144,327680,393216,458752,524288,655360,786432,917504,1048576};
+hak_sc_info_t hak_sc_info[HAK_SC_MAX];
+
+// Span: the fewest slabs that hold enough blocks (8, fewer for blocks over 64 KiB) while
+// wasting at most 1/8 of the span on the tail.
+static void pick_span(uint32_t size, uint16_t *span, uint16_t *capacity) {
+    uint32_t want = size <= 65536 ? 8 : (uint32_t)(524288 / size);
+    if (want == 0) want = 1;
+    for (uint32_t k = 1; k <= HAK_SLABS_PER_SS; k++) {
+        uint32_t bytes = (uint32_t)(k * HAK_SLAB_SIZE);
+        uint32_t cap = bytes / size;
+        if (cap < want && k < HAK_SLABS_PER_SS / 2) continue;
+        if (cap == 0) continue;
+        if ((uint64_t)(bytes - cap * size) * 8 > bytes && k < HAK_SLABS_PER_SS / 2) continue;
+        *span = (uint16_t)k;
+        *capacity = (uint16_t)(cap > 65535 ? 65535 : cap);
+        return;
+    }
+    *span = HAK_SLABS_PER_SS / 2;
+    *capacity = (uint16_t)(HAK_SLABS_PER_SS / 2 * HAK_SLAB_SIZE / size);
+}
+
+void hak_sc_init(void) {
+    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) {
+        hak_sc_info_t *ci = &hak_sc_info[sc];
+        uint32_t size = hak_sc_size_table[sc];
+        ci->size = size;
+        pick_span(size, &ci->span, &ci->capacity);
+        // The thread cache keeps about 64 KiB per small class and 128 KiB per mid class,
+        // between 1 and 256 blocks; a refill or flush moves half of that.
+        uint32_t budget = size <= HAK_SMALL_MAX ? 65536 : 131072;
+        uint32_t cap = budget / size;
+        if (cap > 256) cap = 256;
+        if (size <= HAK_SMALL_MAX && cap < 32) cap = 32;
+        if (cap < 1) cap = 1;
+        ci->tc_cap = (uint16_t)cap;
+        ci->batch = (uint16_t)(cap > 1 ? cap / 2 : 1);
+    }
+}

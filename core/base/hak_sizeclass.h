@@ -1,0 +1,41 @@
+/* hak_sizeclass.h -- size classes: 16-byte steps to 128 B, then four per doubling to 1 MiB
+ * (at most 25% apart, 12.5-20% above 256 B). Classes 0-19 (to 1 KiB) are the small tier,
+ * 20-59 the mid tier; larger requests take the large path.
+ * Owns: the class tables and the per-class geometry (span, capacity, cache caps). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hak_base.h"
+
+#define HAK_SC_MAX 60
+#define HAK_SC_SMALL_COUNT 20
+#define HAK_SMALL_MAX 1024
+#define HAK_MID_MAX ((size_t)1 << 20)
+
+/* Class of n for n <= HAK_SMALL_MAX, indexed by (n + 15) >> 4. */
+extern HAK_HIDDEN const uint8_t hak_sc_small_table[65];
+extern HAK_HIDDEN const uint32_t hak_sc_size_table[HAK_SC_MAX];
+
+/* Per-class geometry, computed once at init (hak_sc_init). */
+typedef struct hak_sc_info {
+    uint32_t size;      /* block size */
+    uint16_t span;      /* slabs per span (1..32) */
+    uint16_t capacity;  /* blocks per span */
+    uint16_t tc_cap;    /* blocks the thread cache keeps before flushing */
+    uint16_t batch;     /* blocks moved per refill or flush */
+} hak_sc_info_t;
+extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
+HAK_HIDDEN void hak_sc_init(void);
+
+/* Class for any n <= HAK_MID_MAX (n = 0 gives class 0). */
+static HAK_INLINE unsigned hak_sc_of_small(size_t n) { return hak_sc_small_table[(n + 15) >> 4]; }
+static HAK_INLINE unsigned hak_sc_of_mid(size_t n) {
+    // n in (1024, 1 MiB]: e = floor(log2(n - 1)), four classes in (2^e, 2^(e+1)].
+    size_t m = n - 1;
+    unsigned e = 63u - (unsigned)__builtin_clzll((unsigned long long)m);
+    unsigned k = (unsigned)((m - ((size_t)1 << e)) >> (e - 2));  // 0..3
+    return 8u + (e - 7u) * 4u + k;
+}
+static HAK_INLINE unsigned hak_sc_for(size_t n) { return n <= HAK_SMALL_MAX ? hak_sc_of_small(n) : hak_sc_of_mid(n); }

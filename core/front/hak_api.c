@@ -1,0 +1,351 @@
+/* hak_api.c -- the API entry points (hak_malloc, ...), and with HAK_OVERRIDE the malloc
+ * family itself as aliases of them, so an override costs no extra call.
+ * Owns: argument checking and errno, tier dispatch (thread cache or large path), realloc
+ * and aligned allocation. May call: tls/, core/large/, superslab/ lookups, core/base. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hak_fmt.h"
+#include "hak_large.h"
+#include "hak_os.h"
+#include "hak_tls.h"
+#include "hakmem.h"
+
+#define HAK_FRONT HAK_API __attribute__((flatten))
+
+static HAK_COLD void *malloc_slow(size_t n) {
+    if (n <= HAK_MID_MAX) return hak_tls_alloc(hak_sc_of_mid(n));
+    if (n > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    hak_tls_global_init();
+    return hak_large_alloc(n, 0);
+}
+
+static HAK_INLINE void *front_malloc(size_t n) {
+    if (hak_likely(n <= HAK_SMALL_MAX)) return hak_tls_alloc(hak_sc_of_small(n));
+    return malloc_slow(n);
+}
+
+static HAK_COLD void free_not_in_ss(void *p) {
+    hak_large_t *h = hak_large_of(p);
+    if (h) {
+        hak_large_free(h, p);
+        return;
+    }
+    hak_die("free(): invalid pointer (not allocated by hakmem)", p);
+}
+
+static HAK_INLINE void front_free(void *p) {
+    if (hak_unlikely(p == NULL)) return;
+    hak_ss_t *ss = hak_ss_of(p);
+    if (hak_likely(ss != NULL)) {
+        hak_tls_free(ss, p);
+        return;
+    }
+    free_not_in_ss(p);
+}
+
+// The usable size of a live block, aborting on pointers hakmem does not know.
+static size_t block_size(const void *p, const char *who) {
+    hak_ss_t *ss = hak_ss_of(p);
+    if (ss) {
+        unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, p)];
+        if (sc == HAK_SLAB_NONE) hak_die(who, p);
+        hak_slab_t *s = hak_ss_slab_of(ss, p);
+        if (!hak_slab_is_block(s, p)) hak_die(who, p);
+        return s->size;
+    }
+    hak_large_t *h = hak_large_of(p);
+    if (h && (const char *)p == h->base) return hak_large_usable(h);
+    hak_die(who, p);
+}
+
+HAK_FRONT void *hak_malloc(size_t n) { return front_malloc(n); }
+
+HAK_FRONT void hak_free(void *p) { front_free(p); }
+
+HAK_FRONT void *hak_calloc(size_t count, size_t size) {
+    size_t n;
+    if (hak_unlikely(__builtin_mul_overflow(count, size, &n))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (hak_likely(n <= HAK_MID_MAX)) {
+        void *p = front_malloc(n);
+        if (p) memset(p, 0, n);
+        return p;
+    }
+    return malloc_slow(n);  // fresh mappings read as zero
+}
+
+static void *aligned_core(size_t align, size_t n) {
+    if (align <= HAK_MIN_ALIGN) return front_malloc(n);
+    if (n > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    HAK_STAT_INC(aligned_alloc);
+    if (align <= HAK_SLAB_SIZE) {
+        // Slabs start on 64 KiB boundaries, so every block of a class whose size is a
+        // multiple of align is aligned: take the smallest such class that fits.
+        size_t need = n < align ? align : n;
+        if (need <= HAK_MID_MAX) {
+            unsigned sc = hak_sc_for(need);
+            while (sc < HAK_SC_MAX && hak_sc_size_table[sc] % align != 0) sc++;
+            if (sc < HAK_SC_MAX) return hak_tls_alloc(sc);
+        }
+    }
+    hak_tls_global_init();
+    return hak_large_alloc(n, align);
+}
+
+HAK_FRONT void *hak_realloc(void *p, size_t n) {
+    if (p == NULL) return front_malloc(n);
+    if (n == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
+        front_free(p);
+        return NULL;
+    }
+    if (n > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    HAK_STAT_INC(realloc_calls);
+    hak_ss_t *ss = hak_ss_of(p);
+    size_t old;
+    if (ss) {
+        old = block_size(p, "realloc(): invalid pointer");
+        if (hak_config.check && ((void **)p)[1] == (void *)hak_free_key)
+            hak_die("realloc(): pointer already freed", p);
+        // Keep the block when the new size fits and wastes at most half of it.
+        if (n <= old && (n > old / 2 || old <= 32)) {
+            HAK_STAT_INC(realloc_inplace);
+            return p;
+        }
+    } else {
+        hak_large_t *h = hak_large_of(p);
+        if (!h) hak_die("realloc(): invalid pointer (not allocated by hakmem)", p);
+        if (n > HAK_MID_MAX) return hak_large_realloc(h, p, n);
+        old = block_size(p, "realloc(): invalid pointer");
+    }
+    void *q = front_malloc(n);
+    if (!q) return NULL;  // the old block stays valid
+    memcpy(q, p, n < old ? n : old);
+    front_free(p);
+    return q;
+}
+
+HAK_FRONT void *hak_reallocarray(void *p, size_t count, size_t size) {
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_realloc(p, n);
+}
+
+HAK_FRONT int hak_posix_memalign(void **out, size_t align, size_t n) {
+    if (align % sizeof(void *) != 0 || !hak_is_pow2(align)) return EINVAL;
+    int saved = errno;
+    void *p = aligned_core(align, n);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+HAK_FRONT void *hak_aligned_alloc(size_t align, size_t n) {
+    // C17 / glibc 2.38: the alignment must be a power of two
+    if (!hak_is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned_core(align, n);
+}
+
+HAK_FRONT void *hak_memalign(size_t align, size_t n) {
+    // glibc: a non-power-of-two alignment is rounded up; an impossible one is EINVAL
+    if (align > (SIZE_MAX >> 1) + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!hak_is_pow2(align)) {
+        size_t a = 1;
+        while (a < align) a <<= 1;
+        align = a;
+    }
+    return aligned_core(align, n);
+}
+
+HAK_FRONT void *hak_valloc(size_t n) { return aligned_core(hak_os_page_size(), n); }
+
+HAK_FRONT void *hak_pvalloc(size_t n) {
+    size_t page = hak_os_page_size();
+    if (n > SIZE_MAX - page) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t rounded = hak_align_up(n ? n : 1, page);
+    return aligned_core(page, rounded);
+}
+
+HAK_FRONT size_t hak_usable_size(const void *p) {
+    if (p == NULL) return 0;
+    return block_size(p, "malloc_usable_size(): invalid pointer");
+}
+
+HAK_FRONT void hak_free_sized(void *p, size_t size) {
+    if (p && hak_config.check && size > block_size(p, "free_sized(): invalid pointer"))
+        hak_die("free_sized(): size larger than the block", p);
+    front_free(p);
+}
+
+HAK_FRONT void hak_free_aligned_sized(void *p, size_t align, size_t size) {
+    (void)align;
+    hak_free_sized(p, size);
+}
+
+HAK_API int hak_trim(size_t pad) {
+    (void)pad;
+    hak_tls_global_init();
+    return hak_tls_trim() > 0;
+}
+
+HAK_API void hak_info(hak_info_t *out) {
+    hak_tls_global_init();
+    memset(out, 0, sizeof *out);
+    hak_ss_totals(&out->ss_bytes, &out->ss_pooled_bytes);
+    hak_large_totals(&out->large_bytes, &out->large_count);
+    size_t in_use_small;
+    hak_tls_totals(&in_use_small, &out->thread_heaps);
+    out->mapped_bytes = out->ss_bytes + out->large_bytes;
+    out->in_use_bytes = in_use_small + out->large_bytes;
+    out->free_bytes = out->mapped_bytes - out->in_use_bytes;
+}
+
+HAK_API uint64_t hak_stat(const char *name) {
+    int i = hak_stats_index(name);
+    return i < 0 ? UINT64_MAX : hak_stats_total((unsigned)i);
+}
+
+HAK_API uint64_t hak_stat_sc(const char *name, unsigned sc) {
+    if (strcmp(name, "sc_alloc") == 0) return hak_stats_total_sc(0, sc);
+    if (strcmp(name, "sc_refill") == 0) return hak_stats_total_sc(1, sc);
+    return UINT64_MAX;
+}
+
+HAK_API void hak_stats_print(int fd, int json) { hak_stats_report(fd, json); }
+
+HAK_API unsigned hak_sc_count(void) { return HAK_SC_MAX; }
+
+HAK_API size_t hak_sc_size(unsigned sc) { return sc < HAK_SC_MAX ? hak_sc_size_table[sc] : 0; }
+
+HAK_API int hak_sc_of(size_t n) { return n <= HAK_MID_MAX ? (int)hak_sc_for(n) : -1; }
+
+/* ---- glibc introspection, in terms of hak_info ------------------------------------- */
+
+static struct mallinfo2 make_mallinfo2(void) {
+    hak_info_t in;
+    hak_info(&in);
+    struct mallinfo2 m;
+    memset(&m, 0, sizeof m);
+    m.arena = in.ss_bytes;
+    m.ordblks = in.ss_bytes / HAK_SS_SIZE;
+    m.hblks = in.large_count;
+    m.hblkhd = in.large_bytes;
+    m.uordblks = in.in_use_bytes - in.large_bytes;
+    m.fordblks = in.free_bytes;
+    m.keepcost = in.ss_pooled_bytes;
+    return m;
+}
+
+static void print_malloc_stats(void) {
+    hak_info_t in;
+    hak_info(&in);
+    hak_buf_t b;
+    hak_buf_init(&b, 2);
+    hak_buf_str(&b, "hakmem " HAKMEM_VERSION "\nsystem bytes     = ");
+    hak_buf_u64(&b, in.mapped_bytes);
+    hak_buf_str(&b, "\nin use bytes     = ");
+    hak_buf_u64(&b, in.in_use_bytes);
+    hak_buf_str(&b, "\nsuperslab bytes  = ");
+    hak_buf_u64(&b, in.ss_bytes);
+    hak_buf_str(&b, "\npooled bytes     = ");
+    hak_buf_u64(&b, in.ss_pooled_bytes);
+    hak_buf_str(&b, "\nmmap regions     = ");
+    hak_buf_u64(&b, in.large_count);
+    hak_buf_str(&b, "\nmmap bytes       = ");
+    hak_buf_u64(&b, in.large_bytes);
+    hak_buf_str(&b, "\nthread heaps     = ");
+    hak_buf_u64(&b, in.thread_heaps);
+    hak_buf_str(&b, "\n");
+    hak_buf_flush(&b);
+}
+
+#ifdef HAK_OVERRIDE
+/* ---- the malloc family: aliases of the entry points above --------------------------- */
+#define HAK_ALIAS(name) __attribute__((alias(#name), visibility("default")))
+
+void *malloc(size_t n) HAK_ALIAS(hak_malloc);
+void free(void *p) HAK_ALIAS(hak_free);
+void *calloc(size_t c, size_t n) HAK_ALIAS(hak_calloc);
+void *realloc(void *p, size_t n) HAK_ALIAS(hak_realloc);
+void *reallocarray(void *p, size_t c, size_t n) HAK_ALIAS(hak_reallocarray);
+int posix_memalign(void **out, size_t a, size_t n) HAK_ALIAS(hak_posix_memalign);
+void *aligned_alloc(size_t a, size_t n) HAK_ALIAS(hak_aligned_alloc);
+void *memalign(size_t a, size_t n) HAK_ALIAS(hak_memalign);
+void *valloc(size_t n) HAK_ALIAS(hak_valloc);
+void *pvalloc(size_t n) HAK_ALIAS(hak_pvalloc);
+size_t malloc_usable_size(void *p) HAK_ALIAS(hak_usable_size);
+void free_sized(void *p, size_t n) HAK_ALIAS(hak_free_sized);
+void free_aligned_sized(void *p, size_t a, size_t n) HAK_ALIAS(hak_free_aligned_sized);
+void *__libc_malloc(size_t n) HAK_ALIAS(hak_malloc);
+void __libc_free(void *p) HAK_ALIAS(hak_free);
+void *__libc_calloc(size_t c, size_t n) HAK_ALIAS(hak_calloc);
+void *__libc_realloc(void *p, size_t n) HAK_ALIAS(hak_realloc);
+void *__libc_memalign(size_t a, size_t n) HAK_ALIAS(hak_memalign);
+void *__libc_valloc(size_t n) HAK_ALIAS(hak_valloc);
+void *__libc_pvalloc(size_t n) HAK_ALIAS(hak_pvalloc);
+int __posix_memalign(void **out, size_t a, size_t n) HAK_ALIAS(hak_posix_memalign);
+void cfree(void *p) HAK_ALIAS(hak_free);
+
+__attribute__((visibility("default"))) int malloc_trim(size_t pad) { return hak_trim(pad); }
+
+__attribute__((visibility("default"))) struct mallinfo2 mallinfo2(void) { return make_mallinfo2(); }
+
+static int clamp_int(size_t v) { return v > INT32_MAX ? INT32_MAX : (int)v; }
+
+__attribute__((visibility("default"))) struct mallinfo mallinfo(void) {
+    struct mallinfo2 m2 = make_mallinfo2();
+    struct mallinfo m;
+    memset(&m, 0, sizeof m);
+    m.arena = clamp_int(m2.arena);
+    m.ordblks = clamp_int(m2.ordblks);
+    m.hblks = clamp_int(m2.hblks);
+    m.hblkhd = clamp_int(m2.hblkhd);
+    m.uordblks = clamp_int(m2.uordblks);
+    m.fordblks = clamp_int(m2.fordblks);
+    m.keepcost = clamp_int(m2.keepcost);
+    return m;
+}
+
+__attribute__((visibility("default"))) void malloc_stats(void) { print_malloc_stats(); }
+
+// Accepted and ignored: hakmem's tunables are HAKMEM_* variables (docs/CONFIG.md).
+__attribute__((visibility("default"))) int mallopt(int param, int value) {
+    (void)param;
+    (void)value;
+    return 1;
+}
+#else
+// The prefixed library exposes the same reports under its own names.
+HAK_API struct mallinfo2 hak_mallinfo2(void) { return make_mallinfo2(); }
+HAK_API void hak_malloc_stats(void) { print_malloc_stats(); }
+#endif

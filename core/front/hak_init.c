@@ -1,0 +1,52 @@
+/* hak_init.c -- process hooks: fork handlers and the exit report.
+ * Initialisation itself is lazy (the first refill does it, allocating nothing through
+ * malloc); the constructor here only registers the fork handlers early, and the
+ * destructor prints the counters when HAKMEM_DEBUG asks. May call every module's
+ * fork functions and the stats report. */
+#include <pthread.h>
+
+#include "hak_config.h"
+#include "hak_large.h"
+#include "hak_pagemap.h"
+#include "hak_remote.h"
+#include "hak_ss.h"
+#include "hak_stats.h"
+#include "hak_tls.h"
+
+// Lock everything in the one order the slow paths take locks, so that fork() never copies
+// a lock held mid-update: heaps first, then the orphan list, pools, pagemap, stats.
+static void fork_prepare(void) {
+    hak_tls_fork_prepare();
+    hak_orphan_fork_prepare();
+    hak_ss_fork_prepare();
+    hak_large_fork_prepare();
+    hak_pagemap_fork_prepare();
+    hak_stats_fork_prepare();
+}
+
+static void fork_parent(void) {
+    hak_stats_fork_parent();
+    hak_pagemap_fork_parent();
+    hak_large_fork_parent();
+    hak_ss_fork_parent();
+    hak_orphan_fork_parent();
+    hak_tls_fork_parent();
+}
+
+static void fork_child(void) {
+    hak_stats_fork_child();
+    hak_pagemap_fork_child();
+    hak_large_fork_child();
+    hak_ss_fork_child();
+    hak_orphan_fork_child();
+    hak_tls_fork_child();
+}
+
+__attribute__((constructor(101))) static void hak_front_init(void) {
+    hak_tls_global_init();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+__attribute__((destructor(101))) static void hak_front_fini(void) {
+    if (hak_config.debug) hak_stats_report(2, hak_config.debug == 2);
+}

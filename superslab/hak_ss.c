@@ -1,0 +1,217 @@
+/* hak_ss.c -- SuperSlab mapping, pooling, spans and carving. */
+#include "hak_ss.h"
+
+#include <errno.h>
+
+#include "hak_config.h"
+#include "hak_lock.h"
+#include "hak_meta.h"
+#include "hak_os.h"
+#include "hak_stats.h"
+
+static hak_meta_pool_t ss_meta = HAK_META_POOL_INIT(sizeof(hak_ss_t));
+
+// The pool of empty SuperSlabs: kept mapped and registered (a free into one is caught as
+// invalid), with their pages purged so that pooled memory costs no RSS.
+static hak_lock_t pool_lock = HAK_LOCK_INIT;
+static hak_ss_t *pool_head;
+static size_t pool_count;
+static _Atomic size_t ss_mapped;  // SuperSlabs mapped, pooled included
+
+int hak_slab_is_block(const hak_slab_t *slab, const void *p) {
+    uintptr_t off = (uintptr_t)p - (uintptr_t)slab->start;
+    return off < (uintptr_t)slab->capacity * slab->size && off % slab->size == 0;
+}
+
+static void reset_ss(hak_ss_t *ss, void *owner) {
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
+        ss->slab_sc[i] = HAK_SLAB_NONE;
+        ss->slab_head[i] = (uint8_t)i;
+    }
+    ss->free_mask = 0xffffffffu;
+    ss->spans = 0;
+    ss->pooled = 0;
+    ss->prev = ss->next = NULL;
+    // pairs with relaxed loads in free(): the owner is published before any block is
+    // handed out, and block hand-off between threads carries the ordering.
+    hak_store_relaxed(&ss->owner, owner);
+}
+
+hak_ss_t *hak_ss_acquire(void *owner, int *from_pool) {
+    hak_lock(&pool_lock);
+    hak_ss_t *ss = pool_head;
+    if (ss) {
+        pool_head = ss->next;
+        pool_count--;
+    }
+    hak_unlock(&pool_lock);
+    if (ss) {
+        *from_pool = 1;
+        reset_ss(ss, owner);
+        return ss;
+    }
+    *from_pool = 0;
+    ss = hak_meta_alloc(&ss_meta);
+    if (!ss) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *base = hak_os_map(HAK_SS_SIZE, HAK_SS_SIZE);
+    if (!base) {
+        hak_meta_free(&ss_meta, ss);
+        errno = ENOMEM;
+        return NULL;
+    }
+    ss->base = base;
+    ss->dirty_mask = 0;
+    reset_ss(ss, owner);
+    if (hak_pagemap_set((uintptr_t)base, HAK_SS_SIZE, (uintptr_t)ss | HAK_PM_TAG_SS) != 0) {
+        hak_os_unmap(base, HAK_SS_SIZE);
+        hak_meta_free(&ss_meta, ss);
+        errno = ENOMEM;
+        return NULL;
+    }
+    hak_fetch_add_relaxed(&ss_mapped, 1);
+    return ss;
+}
+
+static void unmap_ss(hak_ss_t *ss) {
+    hak_pagemap_set((uintptr_t)ss->base, HAK_SS_SIZE, 0);
+    hak_os_unmap(ss->base, HAK_SS_SIZE);
+    hak_fetch_sub_relaxed(&ss_mapped, 1);
+    hak_meta_free(&ss_meta, ss);
+    HAK_STAT_INC(ss_unmap);
+}
+
+void hak_ss_release(hak_ss_t *ss) {
+    hak_store_relaxed(&ss->owner, NULL);
+    // Purge before pooling: a pooled SuperSlab keeps its address space, not its RSS. The
+    // owner is gone and every slab is free, so nobody else touches these pages.
+    hak_ss_purge_free(ss);
+    hak_lock(&pool_lock);
+    if (pool_count < hak_config.ss_pool_max) {
+        ss->pooled = 1;
+        ss->next = pool_head;
+        pool_head = ss;
+        pool_count++;
+        hak_unlock(&pool_lock);
+        HAK_STAT_INC(ss_release_pool);
+        return;
+    }
+    hak_unlock(&pool_lock);
+    unmap_ss(ss);
+}
+
+hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
+    const hak_sc_info_t *ci = &hak_sc_info[sc];
+    unsigned k = ci->span;
+    uint32_t runs = ss->free_mask;
+    for (unsigned j = 1; j < k && runs; j++) runs &= ss->free_mask >> j;
+    if (k > 1) runs &= (k >= 32) ? 0 : (0xffffffffu >> (k - 1));  // the run must fit
+    if (!runs) return NULL;
+    unsigned i = (unsigned)__builtin_ctz(runs);
+    uint32_t bits = (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
+    ss->free_mask &= ~bits;
+    ss->dirty_mask |= bits;
+    ss->spans++;
+    hak_slab_t *slab = &ss->slabs[i];
+    slab->free = NULL;
+    slab->free_count = 0;
+    slab->used = 0;
+    slab->carved = 0;
+    slab->capacity = ci->capacity;
+    slab->size = ci->size;
+    slab->sc = (uint8_t)sc;
+    slab->span = (uint8_t)k;
+    slab->index = (uint8_t)i;
+    slab->listed = 0;
+    slab->start = ss->base + ((size_t)i << HAK_SLAB_SHIFT);
+    slab->prev = slab->next = NULL;
+    slab->ss = ss;
+    for (unsigned j = i; j < i + k; j++) {
+        ss->slab_head[j] = (uint8_t)i;
+        ss->slab_sc[j] = (uint8_t)sc;
+    }
+    return slab;
+}
+
+void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab) {
+    unsigned i = slab->index, k = slab->span;
+    for (unsigned j = i; j < i + k; j++) {
+        ss->slab_sc[j] = HAK_SLAB_NONE;
+        ss->slab_head[j] = (uint8_t)j;
+    }
+    ss->free_mask |= (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
+    ss->spans--;
+    HAK_STAT_INC(slab_release);
+}
+
+unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head, void **tail) {
+    unsigned avail = slab->capacity - slab->carved;
+    unsigned n = want < avail ? want : avail;
+    if (n == 0) return 0;
+    char *first = slab->start + (size_t)slab->carved * slab->size;
+    char *p = first;
+    for (unsigned i = 1; i < n; i++) {
+        *(void **)p = p + slab->size;
+        p += slab->size;
+    }
+    *(void **)p = NULL;
+    slab->carved += n;
+    *head = first;
+    *tail = p;
+    return n;
+}
+
+size_t hak_ss_purge_free(hak_ss_t *ss) {
+    uint32_t m = ss->free_mask & ss->dirty_mask;
+    size_t bytes = 0;
+    while (m) {
+        unsigned i = (unsigned)__builtin_ctz(m);
+        unsigned j = i;
+        while (j < HAK_SLABS_PER_SS && (m >> j) & 1u) j++;
+        size_t len = (size_t)(j - i) << HAK_SLAB_SHIFT;
+        if (hak_os_purge(ss->base + ((size_t)i << HAK_SLAB_SHIFT), len) == 0) bytes += len;
+        uint32_t run = (j - i >= 32 ? 0xffffffffu : ((1u << (j - i)) - 1u)) << i;
+        ss->dirty_mask &= ~run;
+        m &= ~run;
+    }
+    HAK_STAT_ADD(ss_purge_bytes, bytes);
+    return bytes;
+}
+
+size_t hak_ss_pool_trim(void) {
+    hak_lock(&pool_lock);
+    hak_ss_t *list = pool_head;
+    pool_head = NULL;
+    pool_count = 0;
+    hak_unlock(&pool_lock);
+    size_t bytes = 0;
+    while (list) {
+        hak_ss_t *next = list->next;
+        unmap_ss(list);
+        bytes += HAK_SS_SIZE;
+        list = next;
+    }
+    return bytes;
+}
+
+void hak_ss_totals(size_t *mapped, size_t *pooled) {
+    *mapped = hak_load_relaxed(&ss_mapped) * HAK_SS_SIZE;
+    hak_lock(&pool_lock);
+    *pooled = pool_count * HAK_SS_SIZE;
+    hak_unlock(&pool_lock);
+}
+
+void hak_ss_fork_prepare(void) {
+    hak_lock(&pool_lock);
+    hak_meta_fork_prepare(&ss_meta);
+}
+void hak_ss_fork_parent(void) {
+    hak_meta_fork_parent(&ss_meta);
+    hak_unlock(&pool_lock);
+}
+void hak_ss_fork_child(void) {
+    hak_meta_fork_child(&ss_meta);
+    hak_lock_reset(&pool_lock);
+}

@@ -1,0 +1,91 @@
+/* hak_ss.h -- SuperSlabs: 2 MiB-aligned regions carved into 64 KiB slabs, each slab (or
+ * span of slabs, for mid classes) holding blocks of one size class.
+ * Owns: SuperSlab metadata (kept apart from the region, found through the pagemap), slab
+ * spans, carving, slab local free lists, the global pool of empty SuperSlabs.
+ * May call: core/base. Must never call tls/ or remote/; it knows its owner only as an
+ * opaque pointer. */
+#pragma once
+
+#include <stdint.h>
+
+#include "hak_atomic.h"
+#include "hak_base.h"
+#include "hak_pagemap.h"
+#include "hak_sizeclass.h"
+
+#define HAK_SLAB_NONE 0xffu
+
+struct hak_ss;
+
+/* A span's head slab. Written only by the owning thread. Invariant:
+ * used + free_count + (capacity - carved) == capacity. */
+typedef struct hak_slab {
+    void *free;            /* local free list of returned blocks */
+    uint32_t free_count;
+    uint32_t used;         /* blocks out: in a thread cache, a remote queue, or the program */
+    uint32_t carved;       /* blocks carved so far; the rest are untouched */
+    uint32_t capacity;
+    uint32_t size;         /* block size */
+    uint8_t sc;
+    uint8_t span;          /* slabs in the span */
+    uint8_t index;         /* index of the head slab in its SuperSlab */
+    uint8_t listed;        /* on the owner heap's partial list for sc */
+    char *start;           /* first block */
+    struct hak_slab *prev, *next; /* the owner heap's partial list */
+    struct hak_ss *ss;
+} hak_slab_t;
+
+typedef struct hak_ss {
+    /* Read by every thread that frees into this SuperSlab. */
+    _Atomic(void *) owner;                 /* owning heap; written by the owner or an adopter */
+    char *base;                            /* the 2 MiB region */
+    uint8_t slab_sc[HAK_SLABS_PER_SS];     /* class of each slab; HAK_SLAB_NONE when free */
+    uint8_t slab_head[HAK_SLABS_PER_SS];   /* head slab index of the span holding each slab */
+    /* Owner only. */
+    uint32_t free_mask;                    /* bit i set: slab i free */
+    uint32_t spans;                        /* live spans */
+    uint32_t dirty_mask;                   /* bit i set: slab i was touched since the last purge */
+    int pooled;                            /* in the global pool */
+    struct hak_ss *prev, *next;            /* the owner heap's SuperSlab list, or the pool */
+    hak_slab_t slabs[HAK_SLABS_PER_SS];    /* only span heads are meaningful */
+} hak_ss_t;
+
+/* The SuperSlab that holds p, or NULL if p is not in one (large block or foreign). */
+static HAK_INLINE hak_ss_t *hak_ss_of(const void *p) {
+    uintptr_t e = hak_pagemap_get((uintptr_t)p);
+    if (hak_unlikely(e == 0 || (e & HAK_PM_TAG_MASK) != HAK_PM_TAG_SS)) return NULL;
+    return (hak_ss_t *)e;
+}
+
+static HAK_INLINE unsigned hak_ss_slab_index(const hak_ss_t *ss, const void *p) {
+    return (unsigned)(((uintptr_t)p - (uintptr_t)ss->base) >> HAK_SLAB_SHIFT);
+}
+
+static HAK_INLINE hak_slab_t *hak_ss_slab_of(hak_ss_t *ss, const void *p) {
+    return &ss->slabs[ss->slab_head[hak_ss_slab_index(ss, p)]];
+}
+
+/* 1 if p is the start of a block of its slab (it may still be free). */
+HAK_HIDDEN int hak_slab_is_block(const hak_slab_t *slab, const void *p);
+
+/* A SuperSlab with every slab free, from the global pool (*from_pool = 1) or the OS.
+ * NULL and errno = ENOMEM when the OS refuses. */
+HAK_HIDDEN hak_ss_t *hak_ss_acquire(void *owner, int *from_pool);
+/* Give an empty SuperSlab back: to the pool while it holds fewer than HAKMEM_SS_POOL,
+ * otherwise to the OS. */
+HAK_HIDDEN void hak_ss_release(hak_ss_t *ss);
+/* Start a span for class sc in ss; NULL if ss has no run of free slabs long enough. */
+HAK_HIDDEN hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc);
+/* Free an empty span's slabs (used == 0). */
+HAK_HIDDEN void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab);
+/* Carve up to want fresh blocks; links them and returns the count, *head, *tail. */
+HAK_HIDDEN unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head, void **tail);
+/* MADV_DONTNEED the free slabs of ss that were touched. Returns the bytes purged. */
+HAK_HIDDEN size_t hak_ss_purge_free(hak_ss_t *ss);
+/* Unmap every pooled SuperSlab. Returns the bytes released. */
+HAK_HIDDEN size_t hak_ss_pool_trim(void);
+/* Totals for hak_info: SuperSlabs mapped and pooled. */
+HAK_HIDDEN void hak_ss_totals(size_t *mapped, size_t *pooled);
+HAK_HIDDEN void hak_ss_fork_prepare(void);
+HAK_HIDDEN void hak_ss_fork_parent(void);
+HAK_HIDDEN void hak_ss_fork_child(void);

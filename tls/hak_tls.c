@@ -1,0 +1,608 @@
+/* hak_tls.c -- refill (five stages), flush, remote drain, thread init and exit, orphan
+ * adoption, the locked global heap, trim and fork.
+ * Locking: a heap's lock is taken only by its owner's slow paths, by an adopter, and by
+ * fork/report walkers; fast paths take none. Lock order: heaps list -> heap -> orphan list
+ * -> pools (SuperSlab, metadata, pagemap) -> stats. */
+#define _GNU_SOURCE
+#include "hak_tls.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hak_atomic.h"
+#include "hak_meta.h"
+#include "hak_pagemap.h"
+
+__thread hak_tc_t hak_tc HAK_TLS_MODEL;
+uintptr_t hak_free_key;
+
+static hak_meta_pool_t heap_meta = HAK_META_POOL_INIT(sizeof(hak_heap_t));
+static hak_lock_t heaps_lock = HAK_LOCK_INIT;
+static hak_heap_t *heaps_all;
+static size_t heaps_made;
+
+static hak_lock_t init_lock = HAK_LOCK_INIT;
+static atomic_int core_ready;
+static atomic_int key_state;
+static pthread_key_t tc_key;
+
+// The heap of threads that have no cache of their own (exited, or re-entering malloc while
+// their cache is being set up). Used under its lock; everyone else frees into it remotely.
+static hak_heap_t global_heap;
+static hak_tc_t global_tc;
+
+#define HEAP_OF_ORPHAN(o) ((hak_heap_t *)((char *)(o) - offsetof(hak_heap_t, orphan)))
+
+/* ---- global set-up ------------------------------------------------------------------ */
+
+static uintptr_t make_secret(void) {
+    uintptr_t k = 0;
+#ifdef SYS_getrandom
+    if (syscall(SYS_getrandom, &k, sizeof k, 1 /* GRND_NONBLOCK */) != (long)sizeof k) k = 0;
+#endif
+    if (k == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        k = (uintptr_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&ts ^ ((uintptr_t)getpid() << 32);
+    }
+    // odd: never equal to an aligned pointer or to NULL
+    return k | 1u;
+}
+
+static void heaps_add(hak_heap_t *h) {
+    hak_lock(&heaps_lock);
+    h->all_next = heaps_all;
+    heaps_all = h;
+    heaps_made++;
+    hak_unlock(&heaps_lock);
+}
+
+void hak_tls_global_init(void) {
+    // pairs with the release store below
+    if (hak_likely(hak_load_acquire(&core_ready))) return;
+    hak_lock(&init_lock);
+    if (!hak_load_relaxed(&core_ready)) {
+        hak_config_init();
+        hak_sc_init();
+        hak_free_key = make_secret();
+        ck_stack_init(&global_heap.remote.stack);
+        global_heap.tc = &global_tc;
+        global_tc.heap = &global_heap;
+        global_tc.state = HAK_TC_ACTIVE;
+        heaps_add(&global_heap);
+        hak_store_release(&core_ready, 1);
+    }
+    hak_unlock(&init_lock);
+}
+
+static void thread_exit(void *arg);
+
+// The thread key, created by the first thread that sets up a cache. pthread_key_create
+// does not allocate in glibc; if it did, the recursion would reach the global heap.
+static void ensure_key(void) {
+    // pairs with the release store below
+    if (hak_load_acquire(&key_state) == 2) return;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&key_state, &expected, 1)) {
+        pthread_key_create(&tc_key, thread_exit);
+        hak_store_release(&key_state, 2);
+        return;
+    }
+    while (hak_load_acquire(&key_state) != 2) sched_yield();
+}
+
+/* ---- lists -------------------------------------------------------------------------- */
+
+static void partial_push(hak_heap_t *h, hak_slab_t *s) {
+    hak_slab_t **head = &h->partial[s->sc];
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+    s->listed = 1;
+}
+
+static void partial_remove(hak_heap_t *h, hak_slab_t *s) {
+    if (s->prev) s->prev->next = s->next;
+    else h->partial[s->sc] = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    s->listed = 0;
+}
+
+static void ss_push(hak_ss_t **head, hak_ss_t *ss) {
+    ss->prev = NULL;
+    ss->next = *head;
+    if (*head) (*head)->prev = ss;
+    *head = ss;
+}
+
+static void ss_remove(hak_ss_t **head, hak_ss_t *ss) {
+    if (ss->prev) ss->prev->next = ss->next;
+    else *head = ss->next;
+    if (ss->next) ss->next->prev = ss->prev;
+    ss->prev = ss->next = NULL;
+}
+
+// An SuperSlab is on ss_full exactly when it has no free slab.
+static hak_ss_t **ss_list_of(hak_heap_t *h, hak_ss_t *ss) { return ss->free_mask ? &h->ss_avail : &h->ss_full; }
+
+/* ---- slabs -------------------------------------------------------------------------- */
+
+static void ss_give_back(hak_heap_t *h, hak_ss_t *ss) {
+    ss_remove(ss_list_of(h, ss), ss);
+    h->ss_count--;
+    if (h->spare == ss) h->spare = NULL;
+    hak_ss_release(ss);
+}
+
+// An empty SuperSlab: keep one per heap as a spare against alloc/free churn at a boundary.
+static void ss_now_empty(hak_heap_t *h, hak_ss_t *ss, int keep_spare) {
+    if (keep_spare && (h->spare == NULL || h->spare == ss)) {
+        h->spare = ss;
+        return;
+    }
+    ss_give_back(h, ss);
+}
+
+static void span_give_back(hak_heap_t *h, hak_slab_t *s, int keep_spare) {
+    hak_ss_t *ss = s->ss;
+    if (s->listed) partial_remove(h, s);
+    int was_full = ss->free_mask == 0;
+    hak_ss_span_end(ss, s);
+    if (was_full) {
+        ss_remove(&h->ss_full, ss);
+        ss_push(&h->ss_avail, ss);
+    }
+    if (ss->spans == 0) ss_now_empty(h, ss, keep_spare);
+}
+
+// A block comes back to its slab's local free list (owner only, heap lock held).
+static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
+    b[0] = s->free;
+    b[1] = (void *)hak_free_key;
+    s->free = b;
+    s->free_count++;
+    s->used--;
+    HAK_STAT_INC(free_ss_local);
+    if (!s->listed) partial_push(h, s);
+    // An empty span goes back to its SuperSlab unless it is its class's only one.
+    if (s->used == 0 && !(h->partial[s->sc] == s && s->next == NULL)) span_give_back(h, s, 1);
+}
+
+static HAK_INLINE void *pop_block(hak_tc_t *tc, unsigned sc) {
+    void **b = tc->head[sc];
+    tc->head[sc] = b[0];
+    tc->count[sc]--;
+    b[1] = NULL;
+    HAK_STAT_SC(sc_alloc, sc);
+    return b;
+}
+
+/* ---- stage 1: the remote queue ------------------------------------------------------ */
+
+// Take every block queued for heap h. Blocks of h's SuperSlabs go to the thread cache tc
+// (when given and under its cap) or to their slabs; blocks of SuperSlabs that another heap
+// now owns (h was absorbed) are forwarded to that heap's queue.
+static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
+    void *chain = hak_remote_drain(q);
+    if (!chain) return;
+    HAK_STAT_INC(refill_remote_batches);
+    uint64_t drained = 0, forwarded = 0;
+    while (chain) {
+        void **b = chain;
+        chain = b[0];
+        hak_ss_t *ss = hak_ss_of(b);
+        hak_heap_t *owner = hak_load_relaxed(&ss->owner);
+        if (owner != h) {
+            hak_remote_push(&owner->remote, b);
+            forwarded++;
+            continue;
+        }
+        unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, b)];
+        drained++;
+        if (tc && tc->count[sc] < hak_sc_info[sc].tc_cap) {
+            b[0] = tc->head[sc];
+            tc->head[sc] = b;
+            tc->count[sc]++;
+        } else {
+            slab_return(h, hak_ss_slab_of(ss, b), b);
+        }
+    }
+    HAK_STAT_ADD(refill_remote_drain, drained);
+    HAK_STAT_ADD(refill_remote_forward, forwarded);
+}
+
+/* ---- stages 2 and 3: a partial slab's free list, then carving -------------------------- */
+
+static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
+    const hak_sc_info_t *ci = &hak_sc_info[sc];
+    hak_slab_t *s;
+    while ((s = h->partial[sc]) != NULL) {
+        if (s->free) {
+            // Take the whole local list when it fits the cache (O(1)), else a batch.
+            void **head = s->free;
+            uint32_t n = s->free_count;
+            if (n > ci->tc_cap) {
+                n = ci->batch;
+                void **cut = head;
+                for (uint32_t i = 1; i < n; i++) cut = cut[0];
+                s->free = cut[0];
+                cut[0] = tc->head[sc];
+            } else {
+                void **tail = head;
+                while (tail[0]) tail = tail[0];
+                tail[0] = tc->head[sc];
+                s->free = NULL;
+            }
+            s->free_count -= n;
+            s->used += n;
+            tc->head[sc] = head;
+            tc->count[sc] += n;
+            HAK_STAT_ADD(refill_slab_free, n);
+            if (!s->free && s->carved == s->capacity) partial_remove(h, s);
+            return 1;
+        }
+        if (s->carved < s->capacity) {
+            void *head, *tail;
+            unsigned n = hak_slab_carve(s, ci->batch, &head, &tail);
+            *(void **)tail = tc->head[sc];
+            tc->head[sc] = head;
+            tc->count[sc] += n;
+            s->used += n;
+            HAK_STAT_ADD(refill_carve, n);
+            if (s->carved == s->capacity) partial_remove(h, s);
+            return 1;
+        }
+        partial_remove(h, s);  // full: it comes back on the list when a block returns
+    }
+    return 0;
+}
+
+/* ---- stage 4: a new span in an owned SuperSlab ----------------------------------------- */
+
+static int start_span(hak_heap_t *h, unsigned sc) {
+    for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) {
+        hak_slab_t *s = hak_ss_span_start(ss, sc);
+        if (!s) continue;
+        if (h->spare == ss) h->spare = NULL;
+        if (ss->free_mask == 0) {
+            ss_remove(&h->ss_avail, ss);
+            ss_push(&h->ss_full, ss);
+        }
+        partial_push(h, s);
+        HAK_STAT_INC(refill_new_slab);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- stage 5: orphaned heaps, the pool, the OS ---------------------------------------- */
+
+static int orphan_worth_absorbing(hak_orphan_t *o, void *arg) {
+    (void)arg;
+    hak_heap_t *x = HEAP_OF_ORPHAN(o);
+    return x->ss_count > 0 || hak_remote_pending(&x->remote);
+}
+
+static void move_ss_list(hak_heap_t *h, hak_ss_t **from, size_t *moved) {
+    while (*from) {
+        hak_ss_t *ss = *from;
+        ss_remove(from, ss);
+        // relaxed: a freer that still reads the old owner pushes to its queue, which is
+        // drained below or by the next thread that takes that heap
+        hak_store_relaxed(&ss->owner, (void *)h);
+        ss_push(ss_list_of(h, ss), ss);
+        (*moved)++;
+    }
+}
+
+// Take over the SuperSlabs of an orphaned heap x (its thread exited): they hold blocks
+// that others freed to it, and free space. x stays on the orphan list, empty, for a new
+// thread to reuse; blocks still pushed to x later are forwarded by whoever drains it.
+static int absorb_orphan(hak_tc_t *tc, hak_heap_t *h) {
+    hak_orphan_t *o = hak_orphan_take_if(orphan_worth_absorbing, NULL);
+    if (!o) return 0;
+    hak_heap_t *x = HEAP_OF_ORPHAN(o);
+    if (!hak_trylock(&x->lock)) {  // held by fork or a report: try again later
+        hak_orphan_push(o);
+        return 0;
+    }
+    size_t moved = 0;
+    move_ss_list(h, &x->ss_avail, &moved);
+    move_ss_list(h, &x->ss_full, &moved);
+    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) {
+        while (x->partial[sc]) {
+            hak_slab_t *s = x->partial[sc];
+            partial_remove(x, s);
+            partial_push(h, s);
+        }
+    }
+    h->ss_count += moved;
+    x->ss_count = 0;
+    x->spare = NULL;
+    drain_queue(tc, h, &x->remote);
+    hak_unlock(&x->lock);
+    hak_orphan_push(o);
+    HAK_STAT_INC(refill_adopt);
+    HAK_STAT_ADD(refill_adopt_ss, moved);
+    return 1;
+}
+
+static int grow(hak_tc_t *tc, hak_heap_t *h) {
+    if (absorb_orphan(tc, h)) return 1;
+    int from_pool = 0;
+    hak_ss_t *ss = hak_ss_acquire(h, &from_pool);
+    if (!ss) return 0;
+    if (from_pool) HAK_STAT_INC(refill_pool_ss);
+    else HAK_STAT_INC(refill_new_ss);
+    ss_push(&h->ss_avail, ss);
+    h->ss_count++;
+    return 1;
+}
+
+/* ---- refill ------------------------------------------------------------------------- */
+
+static void *refill_locked(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
+    HAK_STAT_SC(sc_refill, sc);
+    if (hak_remote_pending(&h->remote)) {
+        drain_queue(tc, h, &h->remote);
+        if (tc->head[sc]) return pop_block(tc, sc);
+    }
+    for (;;) {
+        if (fill_from_partial(tc, h, sc)) return pop_block(tc, sc);
+        if (start_span(h, sc)) continue;
+        if (!grow(tc, h)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (tc->head[sc]) return pop_block(tc, sc);  // absorbing drained blocks of sc
+    }
+}
+
+static void *global_alloc(unsigned sc) {
+    hak_tls_global_init();
+    hak_lock(&global_heap.lock);
+    void *b = global_tc.head[sc] ? pop_block(&global_tc, sc) : refill_locked(&global_tc, &global_heap, sc);
+    hak_unlock(&global_heap.lock);
+    HAK_STAT_INC(global_heap_alloc);
+    return b;
+}
+
+static hak_heap_t *thread_init(hak_tc_t *tc) {
+    if (tc->state != HAK_TC_NEW) return NULL;  // exited, or re-entered while setting up
+    tc->state = HAK_TC_INIT;
+    hak_tls_global_init();
+    ensure_key();
+    hak_heap_t *h;
+    hak_orphan_t *o = hak_orphan_pop();
+    if (o) {
+        h = HEAP_OF_ORPHAN(o);
+        HAK_STAT_INC(refill_adopt);
+    } else {
+        h = hak_meta_alloc(&heap_meta);
+        if (!h) {
+            tc->state = HAK_TC_NEW;
+            return NULL;
+        }
+        ck_stack_init(&h->remote.stack);
+        heaps_add(h);
+    }
+    hak_lock(&h->lock);
+    h->tc = tc;
+    hak_unlock(&h->lock);
+    tc->heap = h;
+    tc->state = HAK_TC_ACTIVE;
+    hak_stats_thread_register();
+    HAK_STAT_INC(thread_init);
+    // may allocate (keys past 32 in glibc): the cache is ready, so that recursion is fine
+    pthread_setspecific(tc_key, h);
+    return h;
+}
+
+void *hak_tls_refill_slow(unsigned sc) {
+    hak_tc_t *tc = &hak_tc;
+    hak_heap_t *h = tc->heap;
+    if (hak_unlikely(h == NULL)) {
+        h = thread_init(tc);
+        if (!h) return global_alloc(sc);
+        if (tc->head[sc]) return pop_block(tc, sc);
+    }
+    hak_lock(&h->lock);
+    void *b = refill_locked(tc, h, sc);
+    hak_unlock(&h->lock);
+    if (b) HAK_STAT_INC(alloc_refill);
+    return b;
+}
+
+/* ---- flush and free ------------------------------------------------------------------ */
+
+static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
+    while (n-- && tc->head[sc]) {
+        void **b = tc->head[sc];
+        tc->head[sc] = b[0];
+        tc->count[sc]--;
+        hak_ss_t *ss = hak_ss_of(b);
+        slab_return(h, hak_ss_slab_of(ss, b), b);
+    }
+}
+
+void hak_tls_flush_slow(unsigned sc) {
+    hak_tc_t *tc = &hak_tc;
+    hak_heap_t *h = tc->heap;
+    HAK_STAT_INC(free_flush);
+    hak_lock(&h->lock);
+    flush_blocks(tc, h, sc, hak_sc_info[sc].batch);
+    hak_unlock(&h->lock);
+}
+
+static int list_contains(void **list, const void *p, uint32_t limit) {
+    for (; list && limit; list = list[0], limit--)
+        if (list == p) return 1;
+    return 0;
+}
+
+void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
+    if (hak_unlikely(sc == HAK_SLAB_NONE)) hak_die("free(): invalid pointer (not an allocated block)", p);
+    hak_tc_t *tc = &hak_tc;
+    hak_heap_t *owner = hak_load_relaxed(&ss->owner);
+    void **b = p;
+    if (hak_config.check) {
+        hak_slab_t *s = hak_ss_slab_of(ss, p);
+        if (hak_unlikely(!hak_slab_is_block(s, p)))
+            hak_die("free(): invalid pointer (not the start of a block)", p);
+        if (b[1] == (void *)hak_free_key) {
+            if (owner != tc->heap) hak_die("free(): double free detected", p);
+            // Our own block with the free mark: confirm before accusing (it could be data).
+            if (list_contains(tc->head[sc], p, tc->count[sc] + 1)) hak_die("free(): double free detected", p);
+            hak_lock(&owner->lock);
+            int found = list_contains(s->free, p, s->free_count + 1);
+            hak_unlock(&owner->lock);
+            if (found) hak_die("free(): double free detected", p);
+        }
+    }
+    if (owner == tc->heap && owner != NULL) {
+        b[0] = tc->head[sc];
+        b[1] = (void *)hak_free_key;
+        tc->head[sc] = b;
+        HAK_STAT_INC(free_tls_sll);
+        if (++tc->count[sc] > hak_sc_info[sc].tc_cap) hak_tls_flush_slow(sc);
+        return;
+    }
+    b[1] = (void *)hak_free_key;
+    hak_remote_push(&owner->remote, b);
+    HAK_STAT_INC(free_ss_remote);
+}
+
+/* ---- thread exit, trim -------------------------------------------------------------- */
+
+// Give back every empty span and SuperSlab of h (heap lock held).
+static void release_idle(hak_heap_t *h) {
+    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) {
+        hak_slab_t *s = h->partial[sc];
+        while (s) {
+            hak_slab_t *next = s->next;
+            if (s->used == 0) span_give_back(h, s, 0);
+            s = next;
+        }
+    }
+    if (h->spare && h->spare->spans == 0) ss_give_back(h, h->spare);
+    h->spare = NULL;
+}
+
+static void flush_all(hak_tc_t *tc, hak_heap_t *h) {
+    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) flush_blocks(tc, h, sc, UINT32_MAX);
+    drain_queue(NULL, h, &h->remote);
+    release_idle(h);
+}
+
+static void thread_exit(void *arg) {
+    (void)arg;
+    hak_tc_t *tc = &hak_tc;
+    hak_heap_t *h = tc->heap;
+    if (!h) return;
+    hak_lock(&h->lock);
+    flush_all(tc, h);
+    h->tc = NULL;
+    hak_unlock(&h->lock);
+    tc->heap = NULL;
+    tc->state = HAK_TC_EXITED;  // later mallocs in this thread use the global heap
+    HAK_STAT_INC(thread_exit);
+    hak_stats_thread_merge();
+    hak_orphan_push(&h->orphan);
+}
+
+size_t hak_tls_trim(void) {
+    size_t before = hak_stats_total(HAK_CTR_os_purge_bytes) + hak_stats_total(HAK_CTR_os_unmap_bytes);
+    hak_tc_t *tc = &hak_tc;
+    hak_heap_t *h = tc->heap;
+    if (h) {
+        hak_lock(&h->lock);
+        flush_all(tc, h);
+        for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) hak_ss_purge_free(ss);
+        hak_unlock(&h->lock);
+    }
+    // Orphaned heaps belong to nobody: take them all off the list, drain their queues into
+    // their slabs, give back what is empty, and put them back.
+    hak_orphan_t *taken = NULL;
+    hak_orphan_t *o;
+    while ((o = hak_orphan_pop()) != NULL) {
+        o->next = taken;
+        taken = o;
+    }
+    while (taken) {
+        o = taken;
+        taken = o->next;
+        hak_heap_t *x = HEAP_OF_ORPHAN(o);
+        if (hak_trylock(&x->lock)) {
+            drain_queue(NULL, x, &x->remote);
+            release_idle(x);
+            for (hak_ss_t *ss = x->ss_avail; ss; ss = ss->next) hak_ss_purge_free(ss);
+            hak_unlock(&x->lock);
+        }
+        hak_orphan_push(o);
+    }
+    hak_ss_pool_trim();
+    size_t after = hak_stats_total(HAK_CTR_os_purge_bytes) + hak_stats_total(HAK_CTR_os_unmap_bytes);
+    return after - before;
+}
+
+void hak_tls_totals(size_t *in_use, size_t *heaps) {
+    size_t bytes = 0;
+    hak_lock(&heaps_lock);
+    for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
+        hak_lock(&h->lock);
+        hak_ss_t *lists[2] = {h->ss_avail, h->ss_full};
+        for (int l = 0; l < 2; l++) {
+            for (hak_ss_t *ss = lists[l]; ss; ss = ss->next) {
+                for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
+                    if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
+                    bytes += (size_t)ss->slabs[i].used * ss->slabs[i].size;
+                }
+            }
+        }
+        hak_unlock(&h->lock);
+    }
+    *heaps = heaps_made;
+    hak_unlock(&heaps_lock);
+    *in_use = bytes;
+}
+
+hak_heap_t *hak_tls_heap(void) { return hak_tc.heap; }
+
+/* ---- fork --------------------------------------------------------------------------- */
+
+void hak_tls_fork_prepare(void) {
+    hak_lock(&init_lock);
+    hak_lock(&heaps_lock);
+    for (hak_heap_t *h = heaps_all; h; h = h->all_next) hak_lock(&h->lock);
+    hak_meta_fork_prepare(&heap_meta);
+}
+
+void hak_tls_fork_parent(void) {
+    hak_meta_fork_parent(&heap_meta);
+    for (hak_heap_t *h = heaps_all; h; h = h->all_next) hak_unlock(&h->lock);
+    hak_unlock(&heaps_lock);
+    hak_unlock(&init_lock);
+}
+
+// In the child only the forking thread exists: every heap another thread owned becomes an
+// orphan (blocks in those threads' caches stay allocated), and every lock starts free.
+// The orphan list's lock has been reset before this runs.
+void hak_tls_fork_child(void) {
+    hak_meta_fork_child(&heap_meta);
+    hak_heap_t *mine = hak_tc.heap;
+    for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
+        hak_lock_reset(&h->lock);
+        if (h == mine || h == &global_heap || h->tc == NULL) continue;
+        h->tc = NULL;
+        hak_orphan_push(&h->orphan);
+    }
+    hak_lock_reset(&heaps_lock);
+    hak_lock_reset(&init_lock);
+}

@@ -1,0 +1,98 @@
+/* hak_tls.h -- the per-thread cache: a singly-linked free list per size class (the TLS
+ * SLL) with inline pop/push, and the persistent heap behind it (SuperSlabs, partial slab
+ * lists, remote queue) that outlives its thread and is adopted by another.
+ * Owns: hak_tc_t (thread-local), hak_heap_t, refill, flush, drain, thread exit, adoption.
+ * May call: superslab/, remote/, core/base. The only module that uses both superslab/
+ * and remote/. Fast paths: no loops, no atomics, no calls but their _slow partner. */
+#pragma once
+
+#include <stdint.h>
+
+#include "hak_base.h"
+#include "hak_config.h"
+#include "hak_lock.h"
+#include "hak_remote.h"
+#include "hak_sizeclass.h"
+#include "hak_ss.h"
+#include "hak_stats.h"
+
+typedef struct hak_heap hak_heap_t;
+
+/* The thread cache. Thread-local, zero-initialised: a new thread's lists are all empty, so
+ * its first malloc misses and the refill sets the heap up (no "initialised?" test). */
+typedef struct hak_tc {
+    void *head[HAK_SC_MAX];
+    uint32_t count[HAK_SC_MAX];
+    hak_heap_t *heap;   /* NULL until the first refill, and again after thread exit */
+    int state;          /* HAK_TC_NEW, _INIT (setting up), _ACTIVE, _EXITED */
+} hak_tc_t;
+
+enum { HAK_TC_NEW = 0, HAK_TC_INIT, HAK_TC_ACTIVE, HAK_TC_EXITED };
+
+/* A heap: what a thread owns. Lives in metadata memory, never freed: when its thread
+ * exits it goes to the orphan list and a new or starving thread adopts it. */
+struct hak_heap {
+    hak_remote_queue_t remote;          /* other threads push frees here (own cache line) */
+    hak_lock_t lock;                    /* held by the owner in slow paths; by fork */
+    hak_orphan_t orphan;                /* on the orphan list while no thread owns it */
+    hak_tc_t *tc;                       /* the owner's cache; NULL while orphaned */
+    hak_slab_t *partial[HAK_SC_MAX];    /* spans with free or uncarved blocks, by class */
+    hak_ss_t *ss_avail;                 /* owned SuperSlabs with a free slab */
+    hak_ss_t *ss_full;                  /* owned SuperSlabs with no free slab */
+    hak_ss_t *spare;                    /* one empty SuperSlab kept against churn */
+    size_t ss_count;
+    hak_heap_t *all_next;               /* every heap ever made (under the heaps lock) */
+};
+
+extern HAK_HIDDEN __thread hak_tc_t hak_tc HAK_TLS_MODEL;
+/* Per-process secret written into the second word of every free block; a free that finds
+ * it there is a double free (checked for certain on the slow path). */
+extern HAK_HIDDEN uintptr_t hak_free_key;
+
+HAK_HIDDEN void *hak_tls_refill_slow(unsigned sc);
+HAK_HIDDEN void hak_tls_flush_slow(unsigned sc);
+/* free() of a SuperSlab block that is not the calling thread's, or that looks freed. */
+HAK_HIDDEN void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc);
+
+/* Pop a block of class sc. */
+static HAK_INLINE void *hak_tls_alloc(unsigned sc) {
+    hak_tc_t *tc = &hak_tc;
+    void **b = tc->head[sc];
+    if (hak_unlikely(b == NULL)) return hak_tls_refill_slow(sc);
+    tc->head[sc] = b[0];
+    tc->count[sc]--;
+    b[1] = NULL;  // clear the free key: the block is live
+    HAK_STAT_SC(sc_alloc, sc);
+    return b;
+}
+
+/* Free p, a block in ss. */
+static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
+    hak_tc_t *tc = &hak_tc;
+    unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, p)];
+    void **b = p;
+    // relaxed: the owner field equals our heap only if we set it; see hak_ss.c
+    if (hak_unlikely(hak_load_relaxed(&ss->owner) != (void *)tc->heap || sc == HAK_SLAB_NONE ||
+                     b[1] == (void *)hak_free_key)) {
+        hak_tls_free_slow(ss, p, sc);
+        return;
+    }
+    b[0] = tc->head[sc];
+    b[1] = (void *)hak_free_key;
+    tc->head[sc] = b;
+    HAK_STAT_INC(free_tls_sll);
+    if (hak_unlikely(++tc->count[sc] > hak_sc_info[sc].tc_cap)) hak_tls_flush_slow(sc);
+}
+
+/* Give free memory back: flush this thread's cache, release empty SuperSlabs, purge free
+ * slabs, unmap the pool. Returns bytes released. */
+HAK_HIDDEN size_t hak_tls_trim(void);
+/* Bytes in blocks handed out (thread caches included) and heaps made. */
+HAK_HIDDEN void hak_tls_totals(size_t *in_use, size_t *heaps);
+HAK_HIDDEN void hak_tls_fork_prepare(void);
+HAK_HIDDEN void hak_tls_fork_parent(void);
+HAK_HIDDEN void hak_tls_fork_child(void);
+/* Global set-up (config, classes, thread key, secret); idempotent, allocation-free. */
+HAK_HIDDEN void hak_tls_global_init(void);
+/* For white-box tests: the calling thread's heap (NULL before its first allocation). */
+HAK_HIDDEN hak_heap_t *hak_tls_heap(void);
