@@ -3,6 +3,7 @@
  * malloc); the constructor here only registers the fork handlers early, and the
  * destructor prints the counters when HAKMEM_DEBUG asks. May call every module's
  * fork functions and the stats report. */
+#include <fcntl.h>
 #include <pthread.h>
 
 #include "hak_config.h"
@@ -42,11 +43,19 @@ static void fork_child(void) {
     hak_tls_fork_child();
 }
 
+// Programs may close stderr before exit (coreutils does): the report goes to a copy of
+// fd 2 taken at load time.
+static int report_fd = 2;
+
 __attribute__((constructor(101))) static void hak_front_init(void) {
     hak_tls_global_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (hak_config.debug) {
+        int fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
+        if (fd >= 0) report_fd = fd;
+    }
 }
 
 __attribute__((destructor(101))) static void hak_front_fini(void) {
-    if (hak_config.debug) hak_stats_report(2, hak_config.debug == 2);
+    if (hak_config.debug) hak_stats_report(report_fd, hak_config.debug == 2);
 }
