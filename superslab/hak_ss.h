@@ -57,8 +57,10 @@ static HAK_INLINE hak_ss_t *hak_ss_of(const void *p) {
     return (hak_ss_t *)e;
 }
 
+// The region is 2 MiB-aligned, so the slab index is bits 16-20 of the address.
 static HAK_INLINE unsigned hak_ss_slab_index(const hak_ss_t *ss, const void *p) {
-    return (unsigned)(((uintptr_t)p - (uintptr_t)ss->base) >> HAK_SLAB_SHIFT);
+    (void)ss;
+    return (unsigned)((uintptr_t)p >> HAK_SLAB_SHIFT) & (HAK_SLABS_PER_SS - 1);
 }
 
 static HAK_INLINE hak_slab_t *hak_ss_slab_of(hak_ss_t *ss, const void *p) {

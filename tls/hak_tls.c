@@ -54,6 +54,10 @@ static uintptr_t make_secret(void) {
     return k | 1u;
 }
 
+static void tc_rooms_init(hak_tc_t *tc) {
+    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) tc->room[sc] = hak_sc_info[sc].tc_cap;
+}
+
 static void heaps_add(hak_heap_t *h) {
     hak_lock(&heaps_lock);
     h->all_next = heaps_all;
@@ -72,6 +76,7 @@ void hak_tls_global_init(void) {
         hak_free_key = make_secret();
         ck_stack_init(&global_heap.remote.stack);
         global_heap.tc = &global_tc;
+        tc_rooms_init(&global_tc);
         global_tc.heap = &global_heap;
         global_tc.state = HAK_TC_ACTIVE;
         heaps_add(&global_heap);
@@ -178,7 +183,7 @@ static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
 static HAK_INLINE void *pop_block(hak_tc_t *tc, unsigned sc) {
     void **b = tc->head[sc];
     tc->head[sc] = b[0];
-    tc->count[sc]--;
+    tc->room[sc]++;
     b[1] = NULL;
     HAK_STAT_SC(sc_alloc, sc);
     return b;
@@ -206,10 +211,10 @@ static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
         }
         unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, b)];
         drained++;
-        if (tc && tc->count[sc] < hak_sc_info[sc].tc_cap) {
+        if (tc && tc->room[sc] > 0) {
             b[0] = tc->head[sc];
             tc->head[sc] = b;
-            tc->count[sc]++;
+            tc->room[sc]--;
         } else {
             slab_return(h, hak_ss_slab_of(ss, b), b);
         }
@@ -243,7 +248,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
             s->free_count -= n;
             s->used += n;
             tc->head[sc] = head;
-            tc->count[sc] += n;
+            tc->room[sc] -= (int32_t)n;
             HAK_STAT_ADD(refill_slab_free, n);
             if (!s->free && s->carved == s->capacity) partial_remove(h, s);
             return 1;
@@ -253,7 +258,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
             unsigned n = hak_slab_carve(s, ci->batch, &head, &tail);
             *(void **)tail = tc->head[sc];
             tc->head[sc] = head;
-            tc->count[sc] += n;
+            tc->room[sc] -= (int32_t)n;
             s->used += n;
             HAK_STAT_ADD(refill_carve, n);
             if (s->carved == s->capacity) partial_remove(h, s);
@@ -396,6 +401,7 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     hak_lock(&h->lock);
     h->tc = tc;
     hak_unlock(&h->lock);
+    tc_rooms_init(tc);  // before tc->heap: frees reach the cache only once heap is set
     tc->heap = h;
     tc->state = HAK_TC_ACTIVE;
     hak_stats_thread_register();
@@ -426,7 +432,7 @@ static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
     while (n-- && tc->head[sc]) {
         void **b = tc->head[sc];
         tc->head[sc] = b[0];
-        tc->count[sc]--;
+        tc->room[sc]++;
         hak_ss_t *ss = hak_ss_of(b);
         slab_return(h, hak_ss_slab_of(ss, b), b);
     }
@@ -459,7 +465,8 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
         if (b[1] == (void *)hak_free_key) {
             if (owner != tc->heap) hak_die("free(): double free detected", p);
             // Our own block with the free mark: confirm before accusing (it could be data).
-            if (list_contains(tc->head[sc], p, tc->count[sc] + 1)) hak_die("free(): double free detected", p);
+            uint32_t cached = (uint32_t)(hak_sc_info[sc].tc_cap - tc->room[sc]);
+            if (list_contains(tc->head[sc], p, cached + 1)) hak_die("free(): double free detected", p);
             hak_lock(&owner->lock);
             int found = list_contains(s->free, p, s->free_count + 1);
             hak_unlock(&owner->lock);
@@ -471,7 +478,7 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
         b[1] = (void *)hak_free_key;
         tc->head[sc] = b;
         HAK_STAT_INC(free_tls_sll);
-        if (++tc->count[sc] > hak_sc_info[sc].tc_cap) hak_tls_flush_slow(sc);
+        if (--tc->room[sc] < 0) hak_tls_flush_slow(sc);
         return;
     }
     b[1] = (void *)hak_free_key;

@@ -22,7 +22,7 @@ typedef struct hak_heap hak_heap_t;
  * its first malloc misses and the refill sets the heap up (no "initialised?" test). */
 typedef struct hak_tc {
     void *head[HAK_SC_MAX];
-    uint32_t count[HAK_SC_MAX];
+    int32_t room[HAK_SC_MAX];   /* tc_cap minus the blocks in head[sc]; < 0 means flush */
     hak_heap_t *heap;   /* NULL until the first refill, and again after thread exit */
     int state;          /* HAK_TC_NEW, _INIT (setting up), _ACTIVE, _EXITED */
 } hak_tc_t;
@@ -60,7 +60,7 @@ static HAK_INLINE void *hak_tls_alloc(unsigned sc) {
     void **b = tc->head[sc];
     if (hak_unlikely(b == NULL)) return hak_tls_refill_slow(sc);
     tc->head[sc] = b[0];
-    tc->count[sc]--;
+    tc->room[sc]++;
     b[1] = NULL;  // clear the free key: the block is live
     HAK_STAT_SC(sc_alloc, sc);
     return b;
@@ -81,7 +81,7 @@ static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
     b[1] = (void *)hak_free_key;
     tc->head[sc] = b;
     HAK_STAT_INC(free_tls_sll);
-    if (hak_unlikely(++tc->count[sc] > hak_sc_info[sc].tc_cap)) hak_tls_flush_slow(sc);
+    if (hak_unlikely(--tc->room[sc] < 0)) hak_tls_flush_slow(sc);
 }
 
 /* Give free memory back: flush this thread's cache, release empty SuperSlabs, purge free
