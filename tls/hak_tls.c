@@ -375,7 +375,10 @@ static void *global_alloc(unsigned sc) {
     hak_lock(&global_heap.lock);
     void *b = global_tc.head[sc] ? pop_block(&global_tc, sc) : refill_locked(&global_tc, &global_heap, sc);
     hak_unlock(&global_heap.lock);
-    HAK_STAT_INC(global_heap_alloc);
+    // this thread's counter block may already be merged (it exited): count globally
+#if HAK_STATS
+    if (b) hak_stats_add_global(HAK_CTR_global_heap_alloc, 1);
+#endif
     return b;
 }
 

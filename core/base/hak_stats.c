@@ -63,6 +63,11 @@ static void unlist(hak_stats_block_t *b) {
     b->registered = 0;
 }
 
+void hak_stats_add_global(unsigned ctr, uint64_t v) {
+    // relaxed: a total, read only by reports
+    if (ctr < HAK_CTR_COUNT) hak_fetch_add_relaxed(&merged[ctr], v);
+}
+
 void hak_stats_thread_merge(void) {
     hak_stats_block_t *b = &hak_stats_tls;
     hak_lock(&live_lock);

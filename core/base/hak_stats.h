@@ -45,6 +45,8 @@ extern HAK_HIDDEN __thread hak_stats_block_t hak_stats_tls HAK_TLS_MODEL;
 HAK_HIDDEN void hak_stats_thread_register(void);
 /* Fold this thread's block into the globals and unlist it (thread exit). */
 HAK_HIDDEN void hak_stats_thread_merge(void);
+/* Add to the process totals directly: for threads whose block is already merged. */
+HAK_HIDDEN void hak_stats_add_global(unsigned ctr, uint64_t v);
 /* Process-wide value of a counter (globals + live threads). */
 HAK_HIDDEN uint64_t hak_stats_total(unsigned ctr);
 HAK_HIDDEN uint64_t hak_stats_total_sc(int which, unsigned sc);
