@@ -2,13 +2,18 @@
 #include "hak_remote.h"
 
 void hak_remote_push_chain(hak_remote_queue_t *q, void *head, void *tail) {
+#ifdef HAK_TSAN
+    hak_remote_push_chain_inline(&q->stack, head, tail);
+#else
     ck_stack_entry_t *h = head, *t = tail;
     ck_stack_entry_t *top = ck_pr_load_ptr(&q->stack.head);
     for (;;) {
         t->next = top;
+        ck_pr_fence_store();
         // pairs with the exchange in hak_remote_drain; a failed CAS reloads top
         if (ck_pr_cas_ptr_value(&q->stack.head, top, h, &top)) return;
     }
+#endif
 }
 
 static hak_lock_t orphan_lock = HAK_LOCK_INIT;

@@ -17,10 +17,27 @@ typedef struct hak_remote_queue {
     ck_stack_t stack;
 } HAK_ALIGNED(HAK_CACHE_LINE) hak_remote_queue_t;
 
+/* ThreadSanitizer cannot see ck_pr's loads and exchange (plain volatile accesses or inline
+ * assembly), so a TSan build (HAK_TSAN) runs the same protocol with the compiler's __atomic
+ * builtins: the same CAS-loop push and exchange drain, on the same ck_stack_t. */
+#ifdef HAK_TSAN
+static HAK_INLINE void hak_remote_push_chain_inline(ck_stack_t *s, ck_stack_entry_t *h, ck_stack_entry_t *t) {
+    ck_stack_entry_t *top = __atomic_load_n(&s->head, __ATOMIC_RELAXED);
+    do {
+        t->next = top;
+        // release pairs with the acquire exchange in hak_remote_drain
+    } while (!__atomic_compare_exchange_n(&s->head, &top, h, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+#endif
+
 /* Push block (at least 16 bytes, its first word becomes the link). Any thread. */
 static HAK_INLINE void hak_remote_push(hak_remote_queue_t *q, void *block) {
+#ifdef HAK_TSAN
+    hak_remote_push_chain_inline(&q->stack, block, block);
+#else
     // pairs with the exchange in hak_remote_drain: the CAS publishes the link word
     ck_stack_push_upmc(&q->stack, (ck_stack_entry_t *)block);
+#endif
 }
 
 /* Push a chain head..tail already linked through first words: one CAS for the batch. */
@@ -28,14 +45,22 @@ HAK_HIDDEN void hak_remote_push_chain(hak_remote_queue_t *q, void *head, void *t
 
 /* Take every queued block; returns the chain (linked through first words) or NULL.
  * Only the queue's owner calls this. */
-static HAK_INLINE void *hak_remote_drain(hak_remote_queue_t *q) {
-    // cheap test first: an empty queue costs a load, not an atomic exchange
-    if (ck_pr_load_ptr(&q->stack.head) == NULL) return NULL;
-    // pairs with the CAS in hak_remote_push / hak_remote_push_chain
-    return ck_stack_batch_pop_upmc(&q->stack);
+static HAK_INLINE int hak_remote_pending(hak_remote_queue_t *q) {
+    // relaxed: a hint; the exchange in hak_remote_drain does the synchronising
+    return __atomic_load_n(&q->stack.head, __ATOMIC_RELAXED) != NULL;
 }
 
-static HAK_INLINE int hak_remote_pending(hak_remote_queue_t *q) { return ck_pr_load_ptr(&q->stack.head) != NULL; }
+static HAK_INLINE void *hak_remote_drain(hak_remote_queue_t *q) {
+    // cheap test first: an empty queue costs a load, not an atomic exchange
+    if (!hak_remote_pending(q)) return NULL;
+#ifdef HAK_TSAN
+    // acquire pairs with the release CAS in the push
+    return __atomic_exchange_n(&q->stack.head, NULL, __ATOMIC_ACQ_REL);
+#else
+    // pairs with the CAS in hak_remote_push / hak_remote_push_chain
+    return ck_stack_batch_pop_upmc(&q->stack);
+#endif
+}
 
 /* The orphan list: a locked LIFO of nodes embedded in their owners. Cold paths only. */
 typedef struct hak_orphan {
