@@ -13,7 +13,10 @@
 #include "hak_pagemap.h"
 #include "hak_sizeclass.h"
 
-#define HAK_SLAB_NONE 0xffu
+/* The class byte of a free slab: one past the last class. The thread cache has a slot for
+ * it whose room is always exhausted, so a free into a free slab falls to the slow path
+ * (which reports it) without a test of its own on the fast path. */
+#define HAK_SLAB_NONE HAK_SC_MAX
 
 struct hak_ss;
 
@@ -52,12 +55,11 @@ typedef struct hak_ss {
 
 /* The SuperSlab that holds p, or NULL if p is not in one (large block or foreign). */
 static HAK_INLINE hak_ss_t *hak_ss_of(const void *p) {
-    uintptr_t e = hak_pagemap_get((uintptr_t)p);
-    if (hak_unlikely(e == 0 || (e & HAK_PM_TAG_MASK) != HAK_PM_TAG_SS)) return NULL;
+    uintptr_t e = hak_pagemap_get((uintptr_t)p) - HAK_PM_TAG_SS;
+    if (hak_unlikely(e & HAK_PM_TAG_MASK)) return NULL;  // 0 and large entries land here
     return (hak_ss_t *)e;
 }
 
-// The region is 2 MiB-aligned, so the slab index is bits 16-20 of the address.
 static HAK_INLINE unsigned hak_ss_slab_index(const hak_ss_t *ss, const void *p) {
     (void)ss;
     return (unsigned)((uintptr_t)p >> HAK_SLAB_SHIFT) & (HAK_SLABS_PER_SS - 1);

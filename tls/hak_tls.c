@@ -56,6 +56,7 @@ static uintptr_t make_secret(void) {
 
 static void tc_rooms_init(hak_tc_t *tc) {
     for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) tc->room[sc] = hak_sc_info[sc].tc_cap;
+    tc->room[HAK_SLAB_NONE] = 0;  // any push overflows: see HAK_SLAB_NONE
 }
 
 static void heaps_add(hak_heap_t *h) {
@@ -230,7 +231,9 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
     hak_slab_t *s;
     while ((s = h->partial[sc]) != NULL) {
         if (s->free) {
-            // Take the whole local list when it fits the cache (O(1)), else a batch.
+            // The thread's list is empty here (refill runs on a miss, and returns as soon as
+            // the drain found blocks of sc), so the whole local list becomes it in O(1) when
+            // it fits the cache; a longer one is cut after a batch.
             void **head = s->free;
             uint32_t n = s->free_count;
             if (n > ci->tc_cap) {
@@ -238,11 +241,8 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
                 void **cut = head;
                 for (uint32_t i = 1; i < n; i++) cut = cut[0];
                 s->free = cut[0];
-                cut[0] = tc->head[sc];
+                cut[0] = NULL;
             } else {
-                void **tail = head;
-                while (tail[0]) tail = tail[0];
-                tail[0] = tc->head[sc];
                 s->free = NULL;
             }
             s->free_count -= n;
@@ -432,11 +432,17 @@ void *hak_tls_refill_slow(unsigned sc) {
 /* ---- flush and free ------------------------------------------------------------------ */
 
 static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
+    // Consecutive blocks usually share a SuperSlab: look it up once per run.
+    uintptr_t chunk = 0;
+    hak_ss_t *ss = NULL;
     while (n-- && tc->head[sc]) {
         void **b = tc->head[sc];
         tc->head[sc] = b[0];
         tc->room[sc]++;
-        hak_ss_t *ss = hak_ss_of(b);
+        if (((uintptr_t)b >> HAK_SS_SHIFT) != chunk) {
+            chunk = (uintptr_t)b >> HAK_SS_SHIFT;
+            ss = hak_ss_of(b);
+        }
         slab_return(h, hak_ss_slab_of(ss, b), b);
     }
 }
@@ -444,6 +450,12 @@ static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
 void hak_tls_flush_slow(unsigned sc) {
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
+    if (hak_unlikely(sc == HAK_SLAB_NONE)) {
+        void *p = tc->head[sc];
+        tc->head[sc] = NULL;
+        tc->room[sc] = 0;
+        hak_die("free(): invalid pointer (not an allocated block)", p);
+    }
     HAK_STAT_INC(free_flush);
     hak_lock(&h->lock);
     flush_blocks(tc, h, sc, hak_sc_info[sc].batch);

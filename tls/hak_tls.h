@@ -21,8 +21,8 @@ typedef struct hak_heap hak_heap_t;
 /* The thread cache. Thread-local, zero-initialised: a new thread's lists are all empty, so
  * its first malloc misses and the refill sets the heap up (no "initialised?" test). */
 typedef struct hak_tc {
-    void *head[HAK_SC_MAX];
-    int32_t room[HAK_SC_MAX];   /* tc_cap minus the blocks in head[sc]; < 0 means flush */
+    void *head[HAK_SC_MAX + 1];   /* + the HAK_SLAB_NONE slot, which stays empty */
+    int32_t room[HAK_SC_MAX + 1]; /* tc_cap minus the blocks in head[sc]; < 0: flush */
     hak_heap_t *heap;   /* NULL until the first refill, and again after thread exit */
     int state;          /* HAK_TC_NEW, _INIT (setting up), _ACTIVE, _EXITED */
 } hak_tc_t;
@@ -71,9 +71,9 @@ static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
     hak_tc_t *tc = &hak_tc;
     unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, p)];
     void **b = p;
-    // relaxed: the owner field equals our heap only if we set it; see hak_ss.c
-    if (hak_unlikely(hak_load_relaxed(&ss->owner) != (void *)tc->heap || sc == HAK_SLAB_NONE ||
-                     b[1] == (void *)hak_free_key)) {
+    // relaxed: the owner field equals our heap only if we set it; see hak_ss.c. A free
+    // slab (sc == HAK_SLAB_NONE) is caught by its slot's room below.
+    if (hak_unlikely(hak_load_relaxed(&ss->owner) != (void *)tc->heap || b[1] == (void *)hak_free_key)) {
         hak_tls_free_slow(ss, p, sc);
         return;
     }

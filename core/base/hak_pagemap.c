@@ -6,20 +6,24 @@
 #include "hak_lock.h"
 #include "hak_os.h"
 
-_Atomic(_Atomic(uintptr_t) *) hak_pagemap_top[1u << HAK_PM_TOP_BITS];
+// The shared zero leaf: 512 KiB of .bss that is only ever read (the kernel's zero page).
+static _Atomic(uintptr_t) zero_leaf[1u << HAK_PM_LEAF_BITS];
+_Atomic(_Atomic(uintptr_t) *) hak_pagemap_top[1u << HAK_PM_TOP_BITS] = {
+    [0 ...(1u << HAK_PM_TOP_BITS) - 1] = zero_leaf};
 static hak_lock_t leaf_lock = HAK_LOCK_INIT;
 
 static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
     unsigned top = (unsigned)(idx >> HAK_PM_LEAF_BITS);
     // pairs with the release store below
     _Atomic(uintptr_t) *leaf = hak_load_acquire(&hak_pagemap_top[top]);
-    if (leaf) return leaf;
+    if (leaf != zero_leaf) return leaf;
     hak_lock(&leaf_lock);
     leaf = hak_load_relaxed(&hak_pagemap_top[top]);
-    if (!leaf) {
+    if (leaf == zero_leaf) {
         leaf = hak_os_map(sizeof(uintptr_t) << HAK_PM_LEAF_BITS, 0);
         // pairs with the acquire loads in hak_pagemap_get and above
         if (leaf) hak_store_release(&hak_pagemap_top[top], leaf);
+        else leaf = NULL;
     }
     hak_unlock(&leaf_lock);
     return leaf;

@@ -14,21 +14,31 @@
 
 #define HAK_PM_LEAF_BITS 16
 #define HAK_PM_TOP_BITS 10
+/* Entry tags (metadata is 64-byte aligned, so the low bits are free). A SuperSlab entry is
+ * tagged 1 so that one test, ((e - 1) & 7) == 0, both rejects 0 and yields the pointer. */
 #define HAK_PM_TAG_MASK ((uintptr_t)7)
-#define HAK_PM_TAG_SS ((uintptr_t)0)
-#define HAK_PM_TAG_LARGE ((uintptr_t)1)
+#define HAK_PM_TAG_SS ((uintptr_t)1)
+#define HAK_PM_TAG_LARGE ((uintptr_t)2)
+/* Addresses the map covers: the 47-bit user address space. */
+#define HAK_PM_ADDR_LIMIT ((uintptr_t)1 << (HAK_SS_SHIFT + HAK_PM_TOP_BITS + HAK_PM_LEAF_BITS))
 
+/* Top entries that have no leaf point at one shared, never-written zero leaf, so a lookup
+ * needs no NULL test. */
 extern HAK_HIDDEN _Atomic(_Atomic(uintptr_t) *) hak_pagemap_top[1u << HAK_PM_TOP_BITS];
+
+/* The entry for the chunk holding addr (addr below HAK_PM_ADDR_LIMIT), or 0. */
+static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
+    uintptr_t idx = addr >> HAK_SS_SHIFT;
+    // pairs with the release store that publishes a leaf in hak_pagemap_set
+    _Atomic(uintptr_t) *leaf = hak_load_acquire(&hak_pagemap_top[idx >> HAK_PM_LEAF_BITS]);
+    // pairs with the release store of the entry in hak_pagemap_set
+    return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
+}
 
 /* The entry for the chunk holding addr, or 0 if hakmem does not own it. */
 static HAK_INLINE uintptr_t hak_pagemap_get(uintptr_t addr) {
-    uintptr_t idx = addr >> HAK_SS_SHIFT;
-    if (hak_unlikely(idx >> (HAK_PM_TOP_BITS + HAK_PM_LEAF_BITS))) return 0;
-    // pairs with the release store that publishes a leaf in hak_pagemap_set
-    _Atomic(uintptr_t) *leaf = hak_load_acquire(&hak_pagemap_top[idx >> HAK_PM_LEAF_BITS]);
-    if (hak_unlikely(leaf == NULL)) return 0;
-    // pairs with the release store of the entry in hak_pagemap_set
-    return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
+    if (hak_unlikely(addr >= HAK_PM_ADDR_LIMIT)) return 0;
+    return hak_pagemap_get_fast(addr);
 }
 
 /* Set the entries of every chunk in [addr, addr+size) to value (0 clears). addr must be

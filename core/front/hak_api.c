@@ -42,10 +42,15 @@ static HAK_COLD void free_not_in_ss(void *p) {
 }
 
 static HAK_INLINE void front_free(void *p) {
-    if (hak_unlikely(p == NULL)) return;
-    hak_ss_t *ss = hak_ss_of(p);
-    if (hak_likely(ss != NULL)) {
-        hak_tls_free(ss, p);
+    // one test for NULL and for addresses above the mapped range
+    if (hak_unlikely(((uintptr_t)p - 1) / HAK_PM_ADDR_LIMIT)) {
+        if (p) hak_die("free(): invalid pointer (not allocated by hakmem)", p);
+        return;
+    }
+    // a SuperSlab entry minus its tag is the metadata pointer; 0 and large entries are not
+    uintptr_t e = hak_pagemap_get_fast((uintptr_t)p) - HAK_PM_TAG_SS;
+    if (hak_likely((e & HAK_PM_TAG_MASK) == 0)) {
+        hak_tls_free((hak_ss_t *)e, p);
         return;
     }
     free_not_in_ss(p);

@@ -21,7 +21,7 @@ typedef struct hak_large {
 static HAK_INLINE hak_large_t *hak_large_of(const void *p) {
     uintptr_t e = hak_pagemap_get((uintptr_t)p);
     if ((e & HAK_PM_TAG_MASK) != HAK_PM_TAG_LARGE) return NULL;
-    return (hak_large_t *)(e & ~HAK_PM_TAG_MASK);
+    return (hak_large_t *)(e - HAK_PM_TAG_LARGE);
 }
 
 /* Map a block of n bytes aligned to align (a power of two; 0 means the page size).
