@@ -498,7 +498,12 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
     }
     b[1] = (void *)hak_free_key;
     hak_remote_push(&owner->remote, b);
-    HAK_STAT_INC(free_ss_remote);
+    // A thread with no heap (it only frees, or has exited) has no listed counter block:
+    // count in the process totals.
+#if HAK_STATS
+    if (hak_likely(tc->heap != NULL)) HAK_STAT_INC(free_ss_remote);
+    else hak_stats_add_global(HAK_CTR_free_ss_remote, 1);
+#endif
 }
 
 /* ---- thread exit, trim -------------------------------------------------------------- */

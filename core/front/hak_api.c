@@ -10,12 +10,18 @@
 #include <unistd.h>
 
 #include "hak_fmt.h"
+#include "hak_front.h"
 #include "hak_large.h"
 #include "hak_os.h"
 #include "hak_tls.h"
 #include "hakmem.h"
 
 #define HAK_FRONT HAK_API __attribute__((flatten))
+
+// Here, not in hak_init.c: a static link pulls this object in (it defines malloc), and with
+// it these hooks and everything they call.
+__attribute__((constructor(101))) static void front_constructor(void) { hak_front_init(); }
+__attribute__((destructor(101))) static void front_destructor(void) { hak_front_fini(); }
 
 static HAK_COLD void *malloc_slow(size_t n) {
     if (n <= HAK_MID_MAX) return hak_tls_alloc(hak_sc_of_mid(n));

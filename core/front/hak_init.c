@@ -1,8 +1,9 @@
 /* hak_init.c -- process hooks: fork handlers and the exit report.
  * Initialisation itself is lazy (the first refill does it, allocating nothing through
- * malloc); the constructor here only registers the fork handlers early, and the
- * destructor prints the counters when HAKMEM_DEBUG asks. May call every module's
- * fork functions and the stats report. */
+ * malloc); hak_front_init, run by the constructor in hak_api.c (so that a static link,
+ * which pulls hak_api.o in for malloc, pulls this file in too), registers the fork
+ * handlers, and hak_front_fini prints the counters when HAKMEM_DEBUG asks. May call every
+ * module's fork functions and the stats report. */
 #include <fcntl.h>
 #include <pthread.h>
 
@@ -13,6 +14,7 @@
 #include "hak_ss.h"
 #include "hak_stats.h"
 #include "hak_tls.h"
+#include "hak_front.h"
 
 // Lock everything in the one order the slow paths take locks, so that fork() never copies
 // a lock held mid-update: heaps first, then the orphan list, pools, pagemap, stats.
@@ -47,7 +49,7 @@ static void fork_child(void) {
 // fd 2 taken at load time.
 static int report_fd = 2;
 
-__attribute__((constructor(101))) static void hak_front_init(void) {
+void hak_front_init(void) {
     hak_tls_global_init();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (hak_config.debug) {
@@ -56,6 +58,6 @@ __attribute__((constructor(101))) static void hak_front_init(void) {
     }
 }
 
-__attribute__((destructor(101))) static void hak_front_fini(void) {
+void hak_front_fini(void) {
     if (hak_config.debug) hak_stats_report(report_fd, hak_config.debug == 2);
 }
