@@ -12,9 +12,11 @@
 static hak_meta_pool_t ss_meta = HAK_META_POOL_INIT(sizeof(hak_ss_t));
 
 // The pool of empty SuperSlabs: kept mapped and registered (a free into one is caught as
-// invalid), with their pages purged so that pooled memory costs no RSS.
+// invalid). Newest first; the newest few keep their pages for up to HAKMEM_DECAY_MS (reuse
+// then costs no page faults), the rest are purged (MADV_DONTNEED); past HAKMEM_SS_POOL the
+// oldest are unmapped.
 static hak_lock_t pool_lock = HAK_LOCK_INIT;
-static hak_ss_t *pool_head;
+static hak_ss_t *pool_head, *pool_tail;
 static size_t pool_count;
 static _Atomic size_t ss_mapped;  // SuperSlabs mapped, pooled included
 
@@ -37,17 +39,27 @@ static void reset_ss(hak_ss_t *ss, void *owner) {
     hak_store_relaxed(&ss->owner, owner);
 }
 
+static void pool_unlink(hak_ss_t *ss) {
+    if (ss->prev) ss->prev->next = ss->next;
+    else pool_head = ss->next;
+    if (ss->next) ss->next->prev = ss->prev;
+    else pool_tail = ss->prev;
+    ss->prev = ss->next = NULL;
+    pool_count--;
+}
+
+static void unmap_ss(hak_ss_t *ss);
+static void pool_decay(void);
+
 hak_ss_t *hak_ss_acquire(void *owner, int *from_pool) {
     hak_lock(&pool_lock);
     hak_ss_t *ss = pool_head;
-    if (ss) {
-        pool_head = ss->next;
-        pool_count--;
-    }
+    if (ss) pool_unlink(ss);
     hak_unlock(&pool_lock);
     if (ss) {
         *from_pool = 1;
         reset_ss(ss, owner);
+        pool_decay();
         return ss;
     }
     *from_pool = 0;
@@ -85,21 +97,60 @@ static void unmap_ss(hak_ss_t *ss) {
 
 void hak_ss_release(hak_ss_t *ss) {
     hak_store_relaxed(&ss->owner, NULL);
-    // Purge before pooling: a pooled SuperSlab keeps its address space, not its RSS. The
-    // owner is gone and every slab is free, so nobody else touches these pages.
-    hak_ss_purge_free(ss);
+    hak_ss_t *evict = NULL;
     hak_lock(&pool_lock);
-    if (pool_count < hak_config.ss_pool_max) {
-        ss->pooled = 1;
-        ss->next = pool_head;
-        pool_head = ss;
-        pool_count++;
-        hak_unlock(&pool_lock);
-        HAK_STAT_INC(ss_release_pool);
-        return;
+    ss->pooled = 1;
+    ss->pooled_at_ms = hak_os_now_ms();
+    ss->prev = NULL;
+    ss->next = pool_head;
+    if (pool_head) pool_head->prev = ss;
+    else pool_tail = ss;
+    pool_head = ss;
+    pool_count++;
+    if (pool_count > hak_config.ss_pool_max) {
+        evict = pool_tail;
+        pool_unlink(evict);
     }
     hak_unlock(&pool_lock);
-    unmap_ss(ss);
+    HAK_STAT_INC(ss_release_pool);
+    if (evict) unmap_ss(evict);
+    pool_decay();
+}
+
+// Purge pooled SuperSlabs that have waited HAKMEM_DECAY_MS, and beyond the newest
+// HAKMEM_SS_POOL / 8 (at least 1) any that still hold pages, so that the pool costs at most
+// that much RSS. They leave the pool while their pages are purged (nobody may start using
+// one meanwhile) and come back at the old end.
+static void pool_decay(void) {
+    uint64_t now = hak_os_now_ms();
+    size_t dirty_max = hak_config.ss_pool_max / 8 ? hak_config.ss_pool_max / 8 : 1;
+    size_t dirty_seen = 0;
+    hak_ss_t *expired = NULL;
+    hak_lock(&pool_lock);
+    for (hak_ss_t *ss = pool_head; ss;) {
+        hak_ss_t *next = ss->next;
+        if (ss->dirty_mask && (++dirty_seen > dirty_max || now - ss->pooled_at_ms >= hak_config.decay_ms)) {
+            pool_unlink(ss);
+            ss->next = expired;
+            expired = ss;
+        }
+        ss = next;
+    }
+    hak_unlock(&pool_lock);
+    if (!expired) return;
+    for (hak_ss_t *ss = expired; ss; ss = ss->next) hak_ss_purge_free(ss);
+    hak_lock(&pool_lock);
+    while (expired) {
+        hak_ss_t *ss = expired;
+        expired = ss->next;
+        ss->next = NULL;
+        ss->prev = pool_tail;
+        if (pool_tail) pool_tail->next = ss;
+        else pool_head = ss;
+        pool_tail = ss;
+        pool_count++;
+    }
+    hak_unlock(&pool_lock);
 }
 
 hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
@@ -183,7 +234,7 @@ size_t hak_ss_purge_free(hak_ss_t *ss) {
 size_t hak_ss_pool_trim(void) {
     hak_lock(&pool_lock);
     hak_ss_t *list = pool_head;
-    pool_head = NULL;
+    pool_head = pool_tail = NULL;
     pool_count = 0;
     hak_unlock(&pool_lock);
     size_t bytes = 0;

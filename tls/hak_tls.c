@@ -177,17 +177,22 @@ static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
     s->used--;
     HAK_STAT_INC(free_ss_local);
     if (!s->listed) partial_push(h, s);
-    // An empty span goes back to its SuperSlab unless it is its class's only one.
-    if (s->used == 0 && !(h->partial[s->sc] == s && s->next == NULL)) span_give_back(h, s, 1);
+    // An empty span goes back to its SuperSlab, except a small class's only slab (kept
+    // against alloc/free churn at a slab boundary; mid classes have their thread cache).
+    if (s->used == 0 && !(s->span == 1 && h->partial[s->sc] == s && s->next == NULL)) span_give_back(h, s, 1);
 }
 
-static HAK_INLINE void *pop_block(hak_tc_t *tc, unsigned sc) {
+static HAK_INLINE void *pop_quiet(hak_tc_t *tc, unsigned sc) {
     void **b = tc->head[sc];
     tc->head[sc] = b[0];
     tc->room[sc]++;
     b[1] = NULL;
-    HAK_STAT_SC(sc_alloc, sc);
     return b;
+}
+
+static HAK_INLINE void *pop_block(hak_tc_t *tc, unsigned sc) {
+    HAK_STAT_SC(sc_alloc, sc);
+    return pop_quiet(tc, sc);
 }
 
 /* ---- stage 1: the remote queue ------------------------------------------------------ */
@@ -295,22 +300,36 @@ static int orphan_worth_absorbing(hak_orphan_t *o, void *arg) {
     return x->ss_count > 0 || hak_remote_pending(&x->remote);
 }
 
-static void move_ss_list(hak_heap_t *h, hak_ss_t **from, size_t *moved) {
-    while (*from) {
-        hak_ss_t *ss = *from;
-        ss_remove(from, ss);
-        // relaxed: a freer that still reads the old owner pushes to its queue, which is
-        // drained below or by the next thread that takes that heap
-        hak_store_relaxed(&ss->owner, (void *)h);
-        ss_push(ss_list_of(h, ss), ss);
-        (*moved)++;
+// Move one SuperSlab, with its partial spans, from heap x to heap h (both locked or owned).
+static void move_ss(hak_heap_t *x, hak_heap_t *h, hak_ss_t *ss) {
+    ss_remove(ss_list_of(x, ss), ss);
+    x->ss_count--;
+    if (x->spare == ss) x->spare = NULL;
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
+        if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
+        hak_slab_t *s = &ss->slabs[i];
+        if (s->listed) {
+            partial_remove(x, s);
+            partial_push(h, s);
+        }
     }
+    // relaxed: a freer that still reads the old owner pushes to x's queue, and whoever
+    // drains x forwards the block here
+    hak_store_relaxed(&ss->owner, (void *)h);
+    ss_push(ss_list_of(h, ss), ss);
+    h->ss_count++;
 }
 
-// Take over the SuperSlabs of an orphaned heap x (its thread exited): they hold blocks
-// that others freed to it, and free space. x stays on the orphan list, empty, for a new
-// thread to reuse; blocks still pushed to x later are forwarded by whoever drains it.
+static void release_idle(hak_heap_t *h);
+
+// Stage 5a: take over one SuperSlab of an orphaned heap x (its thread exited): the one with
+// the most free slabs, which holds blocks others freed to x and free space. First x's queue
+// is drained into x's slabs and x's empty spans and SuperSlabs go to the shared pool, so
+// nothing is stranded in a heap that has no thread. One SuperSlab at a time: taking a whole
+// heap would leave this one with more free space than it needs and the emptied heap's next
+// thread with none. x stays on the orphan list for the next thread.
 static int absorb_orphan(hak_tc_t *tc, hak_heap_t *h) {
+    (void)tc;
     hak_orphan_t *o = hak_orphan_take_if(orphan_worth_absorbing, NULL);
     if (!o) return 0;
     hak_heap_t *x = HEAP_OF_ORPHAN(o);
@@ -318,29 +337,25 @@ static int absorb_orphan(hak_tc_t *tc, hak_heap_t *h) {
         hak_orphan_push(o);
         return 0;
     }
-    size_t moved = 0;
-    move_ss_list(h, &x->ss_avail, &moved);
-    move_ss_list(h, &x->ss_full, &moved);
-    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) {
-        while (x->partial[sc]) {
-            hak_slab_t *s = x->partial[sc];
-            partial_remove(x, s);
-            partial_push(h, s);
-        }
+    drain_queue(NULL, x, &x->remote);
+    release_idle(x);
+    hak_ss_t *best = x->ss_full;
+    int best_free = -1;
+    for (hak_ss_t *ss = x->ss_avail; ss; ss = ss->next) {
+        int f = __builtin_popcount(ss->free_mask);
+        if (f > best_free) best_free = f, best = ss;
     }
-    h->ss_count += moved;
-    x->ss_count = 0;
-    x->spare = NULL;
-    drain_queue(tc, h, &x->remote);
+    if (best) move_ss(x, h, best);
     hak_unlock(&x->lock);
     hak_orphan_push(o);
     HAK_STAT_INC(refill_adopt);
-    HAK_STAT_ADD(refill_adopt_ss, moved);
+    if (best) HAK_STAT_INC(refill_adopt_ss);
     return 1;
 }
 
 static int grow(hak_tc_t *tc, hak_heap_t *h) {
-    if (absorb_orphan(tc, h)) return 1;
+    // An orphan first (which may also have filled the pool), then the pool, then the OS.
+    if (absorb_orphan(tc, h) && h->ss_avail) return 1;
     int from_pool = 0;
     hak_ss_t *ss = hak_ss_acquire(h, &from_pool);
     if (!ss) return 0;
@@ -353,32 +368,33 @@ static int grow(hak_tc_t *tc, hak_heap_t *h) {
 
 /* ---- refill ------------------------------------------------------------------------- */
 
-static void *refill_locked(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
+// Fill the cache of class sc; 1 on success, 0 with errno = ENOMEM. The caller pops.
+static int refill_locked(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
     HAK_STAT_SC(sc_refill, sc);
     if (hak_remote_pending(&h->remote)) {
         drain_queue(tc, h, &h->remote);
-        if (tc->head[sc]) return pop_block(tc, sc);
+        if (tc->head[sc]) return 1;
     }
     for (;;) {
-        if (fill_from_partial(tc, h, sc)) return pop_block(tc, sc);
+        if (fill_from_partial(tc, h, sc)) return 1;
         if (start_span(h, sc)) continue;
         if (!grow(tc, h)) {
             errno = ENOMEM;
-            return NULL;
+            return 0;
         }
-        if (tc->head[sc]) return pop_block(tc, sc);  // absorbing drained blocks of sc
+        if (tc->head[sc]) return 1;  // absorbing drained blocks of sc
     }
 }
 
 static void *global_alloc(unsigned sc) {
     hak_tls_global_init();
     hak_lock(&global_heap.lock);
-    void *b = global_tc.head[sc] ? pop_block(&global_tc, sc) : refill_locked(&global_tc, &global_heap, sc);
+    // Popped quietly: this thread's counter block may not be listed (sc_alloc is a fast-path
+    // counter); global_heap_alloc counts these instead.
+    void *b = NULL;
+    if (global_tc.head[sc] || refill_locked(&global_tc, &global_heap, sc)) b = pop_quiet(&global_tc, sc);
     hak_unlock(&global_heap.lock);
-    // this thread's counter block may already be merged (it exited): count globally
-#if HAK_STATS
-    if (b) hak_stats_add_global(HAK_CTR_global_heap_alloc, 1);
-#endif
+    if (b) HAK_STAT_INC(global_heap_alloc);
     return b;
 }
 
@@ -423,10 +439,11 @@ void *hak_tls_refill_slow(unsigned sc) {
         if (tc->head[sc]) return pop_block(tc, sc);
     }
     hak_lock(&h->lock);
-    void *b = refill_locked(tc, h, sc);
+    int ok = refill_locked(tc, h, sc);
     hak_unlock(&h->lock);
-    if (b) HAK_STAT_INC(alloc_refill);
-    return b;
+    if (!ok) return NULL;
+    HAK_STAT_INC(alloc_refill);
+    return pop_block(tc, sc);
 }
 
 /* ---- flush and free ------------------------------------------------------------------ */
@@ -498,12 +515,7 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
     }
     b[1] = (void *)hak_free_key;
     hak_remote_push(&owner->remote, b);
-    // A thread with no heap (it only frees, or has exited) has no listed counter block:
-    // count in the process totals.
-#if HAK_STATS
-    if (hak_likely(tc->heap != NULL)) HAK_STAT_INC(free_ss_remote);
-    else hak_stats_add_global(HAK_CTR_free_ss_remote, 1);
-#endif
+    HAK_STAT_INC(free_ss_remote);
 }
 
 /* ---- thread exit, trim -------------------------------------------------------------- */

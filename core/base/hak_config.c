@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-hak_config_t hak_config = {0, 1, 8};
+hak_config_t hak_config = {0, 1, 32, 1000};
 
 static int parse_uint(const char *s, size_t *out) {
     size_t v = 0;
@@ -27,4 +27,5 @@ void hak_config_init(void) {
     if (c && strcmp(c, "0") == 0) hak_config.check = 0;
     size_t v;
     if (parse_uint(getenv("HAKMEM_SS_POOL"), &v)) hak_config.ss_pool_max = v;
+    if (parse_uint(getenv("HAKMEM_DECAY_MS"), &v)) hak_config.decay_ms = v;
 }

@@ -9,7 +9,8 @@
 typedef struct hak_config {
     int debug;           /* HAKMEM_DEBUG: 0 off, 1 text report at exit, 2 JSON at exit */
     int check;           /* HAKMEM_CHECK: 1 (default) detect double and invalid frees */
-    size_t ss_pool_max;  /* HAKMEM_SS_POOL: empty SuperSlabs kept for reuse (default 8) */
+    size_t ss_pool_max;  /* HAKMEM_SS_POOL: empty SuperSlabs kept for reuse (default 32) */
+    uint64_t decay_ms;   /* HAKMEM_DECAY_MS: pooled memory is purged after this (default 1000) */
 } hak_config_t;
 
 extern HAK_HIDDEN hak_config_t hak_config;

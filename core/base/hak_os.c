@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hak_stats.h"
@@ -48,6 +49,12 @@ static void *map_aligned(size_t size, size_t align, int prot) {
     if (tail) munmap(aligned + size, tail);
     if (prot != PROT_NONE) HAK_STAT_ADD(os_map_bytes, size);
     return aligned;
+}
+
+uint64_t hak_os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 void *hak_os_map(size_t size, size_t align) { return map_aligned(size, align, PROT_READ | PROT_WRITE); }

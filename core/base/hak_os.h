@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hak_base.h"
 
@@ -22,3 +23,5 @@ HAK_HIDDEN int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size);
  * Returns 0 or an errno value; on failure the old mapping is untouched. */
 HAK_HIDDEN int hak_os_move(void *p, size_t old_size, size_t new_size, void *target);
 HAK_HIDDEN size_t hak_os_page_size(void);
+/* A coarse monotonic clock in milliseconds (vDSO, no syscall), for decay decisions. */
+HAK_HIDDEN uint64_t hak_os_now_ms(void);

@@ -5,10 +5,11 @@ const uint8_t hak_sc_small_table[65] = {0,0,1,2,3,4,5,6,7,8,8,9,9,10,10,11,11,12
 const uint32_t hak_sc_size_table[HAK_SC_MAX] = {16,32,48,64,80,96,112,128,160,192,224,256,320,384,448,512,640,768,896,1024,1280,1536,1792,2048,2560,3072,3584,4096,5120,6144,7168,8192,10240,12288,14336,16384,20480,24576,28672,32768,40960,49152,57344,65536,81920,98304,114688,131072,163840,196608,229376,262144,327680,393216,458752,524288,655360,786432,917504,1048576};
 hak_sc_info_t hak_sc_info[HAK_SC_MAX];
 
-// Span: the fewest slabs that hold enough blocks (8, fewer for blocks over 64 KiB) while
-// wasting at most 1/8 of the span on the tail.
+// Span: the fewest slabs that hold enough blocks (8, or 128 KiB worth for blocks over 16
+// KiB, at least 1) while wasting at most 1/8 of the span on the tail. Small spans keep the
+// memory a sparsely used class pins down small.
 static void pick_span(uint32_t size, uint16_t *span, uint16_t *capacity) {
-    uint32_t want = size <= 65536 ? 8 : (uint32_t)(524288 / size);
+    uint32_t want = size <= 16384 ? 8 : (uint32_t)(131072 / size);
     if (want == 0) want = 1;
     for (uint32_t k = 1; k <= HAK_SLABS_PER_SS; k++) {
         uint32_t bytes = (uint32_t)(k * HAK_SLAB_SIZE);

@@ -172,10 +172,11 @@ static void take_snapshot(snapshot_t *s) {
     }
     hak_unlock(&live_lock);
     // Derived: the fast path counts only per-class mallocs (one increment), so pops that
-    // needed no refill are the total minus those served by refill or the global heap.
+    // needed no refill are the total minus those served by a refill. (Global-heap pops
+    // are not in sc_alloc; they are global_heap_alloc.)
     uint64_t total = 0;
     for (unsigned i = 0; i < HAK_SC_MAX; i++) total += s->sc_alloc[i];
-    uint64_t slow = s->c[HAK_CTR_alloc_refill] + s->c[HAK_CTR_global_heap_alloc];
+    uint64_t slow = s->c[HAK_CTR_alloc_refill];
     s->c[HAK_CTR_alloc_tls_sll] = total > slow ? total - slow : 0;
 }
 

@@ -31,9 +31,15 @@ typedef struct hak_stats_block {
 
 extern HAK_HIDDEN __thread hak_stats_block_t hak_stats_tls HAK_TLS_MODEL;
 
+/* HAK_STAT_INC/ADD (slow paths): into the thread's block while it is listed, else (a
+ * thread that only frees, or that has exited) into the process totals, so nothing is lost.
+ * HAK_STAT_SC (the malloc fast path): always the thread's block; only threads with a heap,
+ * whose block is listed, get there. */
 #if HAK_STATS
-#define HAK_STAT_INC(name) (hak_stats_tls.c[HAK_CTR_##name]++)
-#define HAK_STAT_ADD(name, v) (hak_stats_tls.c[HAK_CTR_##name] += (uint64_t)(v))
+#define HAK_STAT_ADD(name, v)                                                                   \
+    (hak_likely(hak_stats_tls.registered) ? (void)(hak_stats_tls.c[HAK_CTR_##name] += (uint64_t)(v)) \
+                                          : hak_stats_add_global(HAK_CTR_##name, (uint64_t)(v)))
+#define HAK_STAT_INC(name) HAK_STAT_ADD(name, 1)
 #define HAK_STAT_SC(arr, sc) (hak_stats_tls.arr[sc]++)
 #else
 #define HAK_STAT_INC(name) ((void)0)
@@ -41,12 +47,11 @@ extern HAK_HIDDEN __thread hak_stats_block_t hak_stats_tls HAK_TLS_MODEL;
 #define HAK_STAT_SC(arr, sc) ((void)(sc))
 #endif
 
+HAK_HIDDEN void hak_stats_add_global(unsigned ctr, uint64_t v);
 /* Make this thread's block visible to reports (called once at thread heap init). */
 HAK_HIDDEN void hak_stats_thread_register(void);
 /* Fold this thread's block into the globals and unlist it (thread exit). */
 HAK_HIDDEN void hak_stats_thread_merge(void);
-/* Add to the process totals directly: for threads whose block is already merged. */
-HAK_HIDDEN void hak_stats_add_global(unsigned ctr, uint64_t v);
 /* Process-wide value of a counter (globals + live threads). */
 HAK_HIDDEN uint64_t hak_stats_total(unsigned ctr);
 HAK_HIDDEN uint64_t hak_stats_total_sc(int which, unsigned sc);
