@@ -191,7 +191,7 @@ static HAK_INLINE void *pop_quiet(hak_tc_t *tc, unsigned sc) {
 }
 
 static HAK_INLINE void *pop_block(hak_tc_t *tc, unsigned sc) {
-    HAK_STAT_SC(sc_alloc, sc);
+    HAK_STAT_FAST(tc->stats, sc_alloc[sc]);
     return pop_quiet(tc, sc);
 }
 
@@ -253,7 +253,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
             s->free_count -= n;
             s->used += n;
             tc->head[sc] = head;
-            tc->room[sc] -= (int32_t)n;
+            tc->room[sc] -= (int64_t)n;
             HAK_STAT_ADD(refill_slab_free, n);
             if (!s->free && s->carved == s->capacity) partial_remove(h, s);
             return 1;
@@ -263,7 +263,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
             unsigned n = hak_slab_carve(s, ci->batch, &head, &tail);
             *(void **)tail = tc->head[sc];
             tc->head[sc] = head;
-            tc->room[sc] -= (int32_t)n;
+            tc->room[sc] -= (int64_t)n;
             s->used += n;
             HAK_STAT_ADD(refill_carve, n);
             if (s->carved == s->capacity) partial_remove(h, s);
@@ -389,8 +389,8 @@ static int refill_locked(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
 static void *global_alloc(unsigned sc) {
     hak_tls_global_init();
     hak_lock(&global_heap.lock);
-    // Popped quietly: this thread's counter block may not be listed (sc_alloc is a fast-path
-    // counter); global_heap_alloc counts these instead.
+    // Popped quietly: this thread's cache (and its sc_alloc) is not the global one;
+    // global_heap_alloc counts these instead.
     void *b = NULL;
     if (global_tc.head[sc] || refill_locked(&global_tc, &global_heap, sc)) b = pop_quiet(&global_tc, sc);
     hak_unlock(&global_heap.lock);
@@ -423,7 +423,11 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     tc_rooms_init(tc);  // before tc->heap: frees reach the cache only once heap is set
     tc->heap = h;
     tc->state = HAK_TC_ACTIVE;
-    hak_stats_thread_register();
+#if HAK_STATS
+    hak_stats_thread_register(&tc->stats);
+#else
+    hak_stats_thread_register(NULL);
+#endif
     HAK_STAT_INC(thread_init);
     // may allocate (keys past 32 in glibc): the cache is ready, so that recursion is fine
     pthread_setspecific(tc_key, h);
@@ -497,19 +501,21 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
         if (b[1] == (void *)hak_free_key) {
             if (owner != tc->heap) hak_die("free(): double free detected", p);
             // Our own block with the free mark: confirm before accusing (it could be data).
-            uint32_t cached = (uint32_t)(hak_sc_info[sc].tc_cap - tc->room[sc]);
-            if (list_contains(tc->head[sc], p, cached + 1)) hak_die("free(): double free detected", p);
+            // A free block is in our cache, its slab's list, or our remote queue: drain the
+            // queue (into the cache or the slabs), then look in the first two.
             hak_lock(&owner->lock);
+            drain_queue(tc, owner, &owner->remote);
             int found = list_contains(s->free, p, s->free_count + 1);
             hak_unlock(&owner->lock);
-            if (found) hak_die("free(): double free detected", p);
+            uint32_t cached = (uint32_t)((int64_t)hak_sc_info[sc].tc_cap - tc->room[sc]);
+            if (found || list_contains(tc->head[sc], p, cached + 1)) hak_die("free(): double free detected", p);
         }
     }
     if (owner == tc->heap && owner != NULL) {
         b[0] = tc->head[sc];
         b[1] = (void *)hak_free_key;
         tc->head[sc] = b;
-        HAK_STAT_INC(free_tls_sll);
+        HAK_STAT_FAST(tc->stats, free_tls_sll);
         if (--tc->room[sc] < 0) hak_tls_flush_slow(sc);
         return;
     }
@@ -591,11 +597,18 @@ size_t hak_tls_trim(void) {
     return after - before;
 }
 
+// Another thread's cache counts change without a lock: a report reads them as a snapshot.
+__attribute__((no_sanitize("thread"))) static int64_t read_room(const int64_t *room) { return *room; }
+
 void hak_tls_totals(size_t *in_use, size_t *heaps) {
-    size_t bytes = 0;
+    size_t bytes = 0, cached = 0;
     hak_lock(&heaps_lock);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         hak_lock(&h->lock);
+        // blocks in the owner's thread cache are free, not in use
+        if (h->tc)
+            for (unsigned sc = 0; sc < HAK_SC_MAX; sc++)
+                cached += (size_t)((int64_t)hak_sc_info[sc].tc_cap - read_room(&h->tc->room[sc])) * hak_sc_info[sc].size;
         hak_ss_t *lists[2] = {h->ss_avail, h->ss_full};
         for (int l = 0; l < 2; l++) {
             for (hak_ss_t *ss = lists[l]; ss; ss = ss->next) {
@@ -609,7 +622,7 @@ void hak_tls_totals(size_t *in_use, size_t *heaps) {
     }
     *heaps = heaps_made;
     hak_unlock(&heaps_lock);
-    *in_use = bytes;
+    *in_use = bytes > cached ? bytes - cached : 0;
 }
 
 hak_heap_t *hak_tls_heap(void) { return hak_tc.heap; }

@@ -22,9 +22,12 @@ typedef struct hak_heap hak_heap_t;
  * its first malloc misses and the refill sets the heap up (no "initialised?" test). */
 typedef struct hak_tc {
     void *head[HAK_SC_MAX + 1];   /* + the HAK_SLAB_NONE slot, which stays empty */
-    int32_t room[HAK_SC_MAX + 1]; /* tc_cap minus the blocks in head[sc]; < 0: flush */
+    int64_t room[HAK_SC_MAX + 1]; /* tc_cap minus the blocks in head[sc]; < 0: flush */
     hak_heap_t *heap;   /* NULL until the first refill, and again after thread exit */
     int state;          /* HAK_TC_NEW, _INIT (setting up), _ACTIVE, _EXITED */
+#if HAK_STATS
+    hak_stats_fast_t stats; /* the fast paths' counters (core/base/hak_stats.h) */
+#endif
 } hak_tc_t;
 
 enum { HAK_TC_NEW = 0, HAK_TC_INIT, HAK_TC_ACTIVE, HAK_TC_EXITED };
@@ -62,25 +65,28 @@ static HAK_INLINE void *hak_tls_alloc(unsigned sc) {
     tc->head[sc] = b[0];
     tc->room[sc]++;
     b[1] = NULL;  // clear the free key: the block is live
-    HAK_STAT_SC(sc_alloc, sc);
+    HAK_STAT_FAST(tc->stats, sc_alloc[sc]);
     return b;
 }
 
 /* Free p, a block in ss. */
 static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
     hak_tc_t *tc = &hak_tc;
-    unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, p)];
+    unsigned idx = hak_ss_slab_index(ss, p);
+    unsigned sc = ss->slab_sc[idx];
     void **b = p;
     // relaxed: the owner field equals our heap only if we set it; see hak_ss.c. A free
-    // slab (sc == HAK_SLAB_NONE) is caught by its slot's room below.
-    if (hak_unlikely(hak_load_relaxed(&ss->owner) != (void *)tc->heap || b[1] == (void *)hak_free_key)) {
+    // slab (sc == HAK_SLAB_NONE) is caught by its slot's room below. Interior pointers and
+    // blocks carrying the free mark go to the slow path, which reports them.
+    if (hak_unlikely(hak_load_relaxed(&ss->owner) != (void *)tc->heap || !hak_ss_is_block_start(ss, p, idx) ||
+                     b[1] == (void *)hak_free_key)) {
         hak_tls_free_slow(ss, p, sc);
         return;
     }
-    b[0] = tc->head[sc];
     b[1] = (void *)hak_free_key;
+    b[0] = tc->head[sc];
     tc->head[sc] = b;
-    HAK_STAT_INC(free_tls_sll);
+    HAK_STAT_FAST(tc->stats, free_tls_sll);
     if (hak_unlikely(--tc->room[sc] < 0)) hak_tls_flush_slow(sc);
 }
 

@@ -33,6 +33,8 @@ int hak_pagemap_set(uintptr_t addr, size_t size, uintptr_t value) {
     uintptr_t first = addr >> HAK_SS_SHIFT;
     uintptr_t last = (addr + size - 1) >> HAK_SS_SHIFT;
     if (last >> (HAK_PM_TOP_BITS + HAK_PM_LEAF_BITS)) return ENOMEM;
+    // Chunk 0 stays empty: free(NULL) looks it up on the fast path and must find nothing.
+    if (first == 0 && value != 0) return ENOMEM;
     for (uintptr_t idx = first; idx <= last; idx++) {
         _Atomic(uintptr_t) *leaf = leaf_for(idx);
         if (!leaf) {

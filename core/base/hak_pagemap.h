@@ -35,6 +35,10 @@ static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
     return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
 }
 
+/* The top-level index of addr; above HAK_PM_TOP_LIMIT the address is outside the map. */
+#define HAK_PM_TOP_SHIFT (HAK_SS_SHIFT + HAK_PM_LEAF_BITS)
+#define HAK_PM_TOP_COUNT (1u << HAK_PM_TOP_BITS)
+
 /* The entry for the chunk holding addr, or 0 if hakmem does not own it. */
 static HAK_INLINE uintptr_t hak_pagemap_get(uintptr_t addr) {
     if (hak_unlikely(addr >= HAK_PM_ADDR_LIMIT)) return 0;

@@ -27,6 +27,12 @@ typedef struct hak_sc_info {
     uint16_t batch;     /* blocks moved per refill or flush */
 } hak_sc_info_t;
 extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
+/* Divisibility constants: for 0 <= off < 2^32, off is a multiple of class sc's size exactly
+ * when off * hak_sc_magic[sc] < hak_sc_magic[sc] (mod 2^64), with magic = ceil(2^64 / size)
+ * (Lemire, Kaser, Kurz, "Faster remainder by direct computation", 2019). One multiply tells
+ * whether a pointer is a block start. Entry HAK_SC_MAX (a free slab's class) is 1: the test
+ * passes only at offset 0, and the free-slab slot's own check catches that. */
+extern HAK_HIDDEN uint64_t hak_sc_magic[HAK_SC_MAX + 1];
 HAK_HIDDEN void hak_sc_init(void);
 
 /* Class for any n <= HAK_MID_MAX (n = 0 gives class 0). */

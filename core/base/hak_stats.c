@@ -29,17 +29,31 @@ static _Atomic uint64_t merged_sc_refill[HAK_SC_MAX];
 static hak_lock_t live_lock = HAK_LOCK_INIT;
 static hak_stats_block_t *live_head;
 
-void hak_stats_thread_register(void) {
+void hak_stats_thread_register(hak_stats_fast_t *fast) {
     hak_stats_block_t *b = &hak_stats_tls;
     if (b->registered) return;
     hak_lock(&live_lock);
+    b->fast = fast;
     b->next = live_head;
     live_head = b;
     b->registered = 1;
     hak_unlock(&live_lock);
 }
 
+// The fast counters belong to the thread cache: fold them into the block first.
+static void fold_fast(hak_stats_block_t *b) {
+    hak_stats_fast_t *f = b->fast;
+    if (!f) return;
+    b->c[HAK_CTR_free_tls_sll] += f->free_tls_sll;
+    f->free_tls_sll = 0;
+    for (unsigned i = 0; i < HAK_SC_MAX; i++) {
+        b->sc_alloc[i] += f->sc_alloc[i];
+        f->sc_alloc[i] = 0;
+    }
+}
+
 static void fold_block(hak_stats_block_t *b) {
+    fold_fast(b);
     for (unsigned i = 0; i < HAK_CTR_COUNT; i++) {
         // relaxed: a total, read only by reports
         hak_fetch_add_relaxed(&merged[i], b->c[i]);
@@ -99,7 +113,10 @@ uint64_t hak_stats_total(unsigned ctr) {
     }
     hak_lock(&live_lock);
     uint64_t v = hak_load_relaxed(&merged[ctr]);
-    for (hak_stats_block_t *b = live_head; b; b = b->next) v += read_racy(&b->c[ctr]);
+    for (hak_stats_block_t *b = live_head; b; b = b->next) {
+        v += read_racy(&b->c[ctr]);
+        if (ctr == HAK_CTR_free_tls_sll && b->fast) v += read_racy(&b->fast->free_tls_sll);
+    }
     // the calling thread may not be listed yet (it has not allocated)
     if (!hak_stats_tls.registered) v += hak_stats_tls.c[ctr];
     hak_unlock(&live_lock);
@@ -110,8 +127,10 @@ uint64_t hak_stats_total_sc(int which, unsigned sc) {
     if (sc >= HAK_SC_MAX) return 0;
     hak_lock(&live_lock);
     uint64_t v = hak_load_relaxed(which ? &merged_sc_refill[sc] : &merged_sc_alloc[sc]);
-    for (hak_stats_block_t *b = live_head; b; b = b->next)
+    for (hak_stats_block_t *b = live_head; b; b = b->next) {
         v += read_racy(which ? &b->sc_refill[sc] : &b->sc_alloc[sc]);
+        if (!which && b->fast) v += read_racy(&b->fast->sc_alloc[sc]);
+    }
     if (!hak_stats_tls.registered) v += which ? hak_stats_tls.sc_refill[sc] : hak_stats_tls.sc_alloc[sc];
     hak_unlock(&live_lock);
     return v;
@@ -161,6 +180,10 @@ static void take_snapshot(snapshot_t *s) {
         for (unsigned i = 0; i < HAK_SC_MAX; i++) {
             s->sc_alloc[i] += read_racy(&b->sc_alloc[i]);
             s->sc_refill[i] += read_racy(&b->sc_refill[i]);
+        }
+        if (b->fast) {
+            s->c[HAK_CTR_free_tls_sll] += read_racy(&b->fast->free_tls_sll);
+            for (unsigned i = 0; i < HAK_SC_MAX; i++) s->sc_alloc[i] += read_racy(&b->fast->sc_alloc[i]);
         }
     }
     if (!self_listed) {

@@ -39,6 +39,7 @@ static HAK_INLINE void *front_malloc(size_t n) {
 }
 
 static HAK_COLD void free_not_in_ss(void *p) {
+    if (p == NULL) return;
     hak_large_t *h = hak_large_of(p);
     if (h) {
         hak_large_free(h, p);
@@ -48,11 +49,10 @@ static HAK_COLD void free_not_in_ss(void *p) {
 }
 
 static HAK_INLINE void front_free(void *p) {
-    // one test for NULL and for addresses above the mapped range
-    if (hak_unlikely(((uintptr_t)p - 1) / HAK_PM_ADDR_LIMIT)) {
-        if (p) hak_die("free(): invalid pointer (not allocated by hakmem)", p);
-        return;
-    }
+    // The top-level index doubles as the range test; NULL reads the zero leaf's entry 0 and
+    // goes to the slow path like any address hakmem does not own.
+    uintptr_t top = (uintptr_t)p >> HAK_PM_TOP_SHIFT;
+    if (hak_unlikely(top >= HAK_PM_TOP_COUNT)) hak_die("free(): invalid pointer (not allocated by hakmem)", p);
     // a SuperSlab entry minus its tag is the metadata pointer; 0 and large entries are not
     uintptr_t e = hak_pagemap_get_fast((uintptr_t)p) - HAK_PM_TAG_SS;
     if (hak_likely((e & HAK_PM_TAG_MASK) == 0)) {
