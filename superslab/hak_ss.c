@@ -29,8 +29,8 @@ static void reset_ss(hak_ss_t *ss, void *owner) {
     for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
         ss->slab_sc[i] = HAK_SLAB_NONE;
         ss->slab_head[i] = (uint8_t)i;
-        ss->slab_off[i] = 0;
         ss->slab_magic[i] = hak_sc_magic[HAK_SLAB_NONE];
+        ss->slab_offmagic[i] = 0;
     }
     ss->free_mask = 0xffffffffu;
     ss->spans = 0;
@@ -183,8 +183,8 @@ hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
     slab->ss = ss;
     for (unsigned j = i; j < i + k; j++) {
         ss->slab_head[j] = (uint8_t)i;
-        ss->slab_off[j] = (uint64_t)(j - i) << HAK_SLAB_SHIFT;
         ss->slab_magic[j] = hak_sc_magic[sc];
+        ss->slab_offmagic[j] = ((uint64_t)(j - i) << HAK_SLAB_SHIFT) * hak_sc_magic[sc];
         ss->slab_sc[j] = (uint8_t)sc;
     }
     return slab;
@@ -195,8 +195,8 @@ void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab) {
     for (unsigned j = i; j < i + k; j++) {
         ss->slab_sc[j] = HAK_SLAB_NONE;
         ss->slab_head[j] = (uint8_t)j;
-        ss->slab_off[j] = 0;
         ss->slab_magic[j] = hak_sc_magic[HAK_SLAB_NONE];
+        ss->slab_offmagic[j] = 0;
     }
     ss->free_mask |= (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
     ss->spans--;

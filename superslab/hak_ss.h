@@ -44,8 +44,8 @@ typedef struct hak_ss {
     char *base;                            /* the 2 MiB region */
     uint8_t slab_sc[HAK_SLABS_PER_SS];     /* class of each slab; HAK_SLAB_NONE when free */
     uint8_t slab_head[HAK_SLABS_PER_SS];   /* head slab index of the span holding each slab */
-    uint64_t slab_off[HAK_SLABS_PER_SS];   /* offset of each slab from its span's start */
     uint64_t slab_magic[HAK_SLABS_PER_SS]; /* hak_sc_magic of each slab's class */
+    uint64_t slab_offmagic[HAK_SLABS_PER_SS]; /* (slab's offset in its span) * its magic */
     /* Owner only. */
     uint32_t free_mask;                    /* bit i set: slab i free */
     uint32_t spans;                        /* live spans */
@@ -75,9 +75,9 @@ static HAK_INLINE hak_slab_t *hak_ss_slab_of(hak_ss_t *ss, const void *p) {
 /* 1 if p, a pointer into a live span of ss whose class is sc, is a block start: its offset
  * from the span's start is a multiple of the class size (one multiply, no division). */
 static HAK_INLINE int hak_ss_is_block_start(const hak_ss_t *ss, const void *p, unsigned idx) {
-    uint64_t off = ((uintptr_t)p & (HAK_SLAB_SIZE - 1)) + ss->slab_off[idx];  // < 2 MiB
+    // (low + slab_off) * magic == low * magic + slab_offmagic (mod 2^64)
     uint64_t magic = ss->slab_magic[idx];
-    return off * magic < magic;
+    return ((uintptr_t)p & (HAK_SLAB_SIZE - 1)) * magic + ss->slab_offmagic[idx] < magic;
 }
 
 /* 1 if p is the start of a block of its slab (it may still be free). */
