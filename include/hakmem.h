@@ -46,7 +46,8 @@ typedef struct hak_info {
     size_t ss_pooled_bytes;  /* empty SuperSlabs kept for reuse */
     size_t large_bytes;      /* bytes mapped for large blocks */
     size_t large_count;      /* live large blocks */
-    size_t in_use_bytes;     /* bytes in blocks handed out (thread caches count as free) */
+    size_t in_use_bytes;     /* bytes in blocks handed out; the calling thread's cached blocks
+                                count as free, other threads' caches as in use */
     size_t free_bytes;       /* mapped bytes not in use */
     size_t thread_heaps;     /* heaps created (live and orphaned) */
 } hak_info_t;

@@ -60,6 +60,7 @@ static void tc_rooms_init(hak_tc_t *tc) {
 }
 
 static void heaps_add(hak_heap_t *h) {
+    hak_stats_register(&h->stats);
     hak_lock(&heaps_lock);
     h->all_next = heaps_all;
     heaps_all = h;
@@ -76,7 +77,8 @@ void hak_tls_global_init(void) {
         hak_sc_init();
         hak_free_key = make_secret();
         ck_stack_init(&global_heap.remote.stack);
-        global_heap.tc = &global_tc;
+        global_heap.owned = 1;
+        global_heap.owner_tc = &global_tc;
         tc_rooms_init(&global_tc);
         global_tc.heap = &global_heap;
         global_tc.state = HAK_TC_ACTIVE;
@@ -398,6 +400,25 @@ static void *global_alloc(unsigned sc) {
     return b;
 }
 
+// A thread can exit without hakmem's exit handler (its first malloc ran in the last round
+// of key destructors). Its heap still names its cache's address; a new thread whose cache
+// sits at that address proves the old one gone: orphan such heaps.
+static void orphan_stale_heaps(const hak_tc_t *tc, const hak_heap_t *mine) {
+    hak_lock(&heaps_lock);
+    for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
+        if (h == mine || h == &global_heap || h->owner_tc != tc) continue;
+        hak_lock(&h->lock);
+        int stale = h->owned && h->owner_tc == tc;
+        if (stale) {
+            h->owned = 0;
+            h->owner_tc = NULL;
+        }
+        hak_unlock(&h->lock);
+        if (stale) hak_orphan_push(&h->orphan);
+    }
+    hak_unlock(&heaps_lock);
+}
+
 static hak_heap_t *thread_init(hak_tc_t *tc) {
     if (tc->state != HAK_TC_NEW) return NULL;  // exited, or re-entered while setting up
     tc->state = HAK_TC_INIT;
@@ -407,7 +428,6 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     hak_orphan_t *o = hak_orphan_pop();
     if (o) {
         h = HEAP_OF_ORPHAN(o);
-        HAK_STAT_INC(refill_adopt);
     } else {
         h = hak_meta_alloc(&heap_meta);
         if (!h) {
@@ -418,17 +438,19 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
         heaps_add(h);
     }
     hak_lock(&h->lock);
-    h->tc = tc;
+    h->owned = 1;
+    h->owner_tc = tc;
     hak_unlock(&h->lock);
+    orphan_stale_heaps(tc, h);
     tc_rooms_init(tc);  // before tc->heap: frees reach the cache only once heap is set
     tc->heap = h;
     tc->state = HAK_TC_ACTIVE;
+    hak_stats_cur = &h->stats;
 #if HAK_STATS
-    hak_stats_thread_register(&tc->stats);
-#else
-    hak_stats_thread_register(NULL);
+    hak_stats_fast_cur = &tc->stats;
 #endif
     HAK_STAT_INC(thread_init);
+    if (o) HAK_STAT_INC(refill_adopt);
     // may allocate (keys past 32 in glibc): the cache is ready, so that recursion is fine
     pthread_setspecific(tc_key, h);
     return h;
@@ -447,6 +469,9 @@ void *hak_tls_refill_slow(unsigned sc) {
     hak_unlock(&h->lock);
     if (!ok) return NULL;
     HAK_STAT_INC(alloc_refill);
+#if HAK_STATS
+    hak_stats_fold_sc(&tc->stats, &h->stats, sc);
+#endif
     return pop_block(tc, sc);
 }
 
@@ -478,6 +503,9 @@ void hak_tls_flush_slow(unsigned sc) {
         hak_die("free(): invalid pointer (not an allocated block)", p);
     }
     HAK_STAT_INC(free_flush);
+#if HAK_STATS
+    hak_stats_fold_sc(&tc->stats, &h->stats, sc);
+#endif
     hak_lock(&h->lock);
     flush_blocks(tc, h, sc, hak_sc_info[sc].batch);
     hak_unlock(&h->lock);
@@ -553,12 +581,17 @@ static void thread_exit(void *arg) {
     if (!h) return;
     hak_lock(&h->lock);
     flush_all(tc, h);
-    h->tc = NULL;
+    h->owned = 0;
+    h->owner_tc = NULL;
     hak_unlock(&h->lock);
+    HAK_STAT_INC(thread_exit);
+#if HAK_STATS
+    hak_stats_fold(&tc->stats, &h->stats);
+#endif
+    hak_stats_cur = NULL;  // later counts of this thread go to the process totals
+    hak_stats_fast_cur = NULL;
     tc->heap = NULL;
     tc->state = HAK_TC_EXITED;  // later mallocs in this thread use the global heap
-    HAK_STAT_INC(thread_exit);
-    hak_stats_thread_merge();
     hak_orphan_push(&h->orphan);
 }
 
@@ -597,18 +630,17 @@ size_t hak_tls_trim(void) {
     return after - before;
 }
 
-// Another thread's cache counts change without a lock: a report reads them as a snapshot.
-__attribute__((no_sanitize("thread"))) static int64_t read_room(const int64_t *room) { return *room; }
-
 void hak_tls_totals(size_t *in_use, size_t *heaps) {
     size_t bytes = 0, cached = 0;
+    // Blocks in the calling thread's cache are free, not in use. Other threads' caches are
+    // their thread-local memory, which nobody else reads: they count as in use.
+    hak_tc_t *self = &hak_tc;
+    if (self->heap)
+        for (unsigned sc = 0; sc < HAK_SC_MAX; sc++)
+            cached += (size_t)((int64_t)hak_sc_info[sc].tc_cap - self->room[sc]) * hak_sc_info[sc].size;
     hak_lock(&heaps_lock);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         hak_lock(&h->lock);
-        // blocks in the owner's thread cache are free, not in use
-        if (h->tc)
-            for (unsigned sc = 0; sc < HAK_SC_MAX; sc++)
-                cached += (size_t)((int64_t)hak_sc_info[sc].tc_cap - read_room(&h->tc->room[sc])) * hak_sc_info[sc].size;
         hak_ss_t *lists[2] = {h->ss_avail, h->ss_full};
         for (int l = 0; l < 2; l++) {
             for (hak_ss_t *ss = lists[l]; ss; ss = ss->next) {
@@ -644,15 +676,17 @@ void hak_tls_fork_parent(void) {
 }
 
 // In the child only the forking thread exists: every heap another thread owned becomes an
-// orphan (blocks in those threads' caches stay allocated), and every lock starts free.
+// orphan (blocks in those threads' caches stay allocated, and so do their unfolded fast
+// counts), and every lock starts free.
 // The orphan list's lock has been reset before this runs.
 void hak_tls_fork_child(void) {
     hak_meta_fork_child(&heap_meta);
     hak_heap_t *mine = hak_tc.heap;
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         hak_lock_reset(&h->lock);
-        if (h == mine || h == &global_heap || h->tc == NULL) continue;
-        h->tc = NULL;
+        if (h == mine || h == &global_heap || !h->owned) continue;
+        h->owned = 0;
+        h->owner_tc = NULL;
         hak_orphan_push(&h->orphan);
     }
     hak_lock_reset(&heaps_lock);

@@ -38,7 +38,9 @@ struct hak_heap {
     hak_remote_queue_t remote;          /* other threads push frees here (own cache line) */
     hak_lock_t lock;                    /* held by the owner in slow paths; by fork */
     hak_orphan_t orphan;                /* on the orphan list while no thread owns it */
-    hak_tc_t *tc;                       /* the owner's cache; NULL while orphaned */
+    int owned;                          /* a thread owns it (set and cleared under lock) */
+    const void *owner_tc;               /* that thread's cache address: compared, never read */
+    hak_stats_block_t stats;            /* its counters, whoever owns it (never freed) */
     hak_slab_t *partial[HAK_SC_MAX];    /* spans with free or uncarved blocks, by class */
     hak_ss_t *ss_avail;                 /* owned SuperSlabs with a free slab */
     hak_ss_t *ss_full;                  /* owned SuperSlabs with no free slab */

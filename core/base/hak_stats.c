@@ -1,4 +1,4 @@
-/* hak_stats.c -- per-thread counter blocks, their merge, and the report (text or JSON).
+/* hak_stats.c -- counter blocks, process totals, and the report (text or JSON).
  * May call: write(2) through hak_fmt, hak_lock. Never allocates. */
 #include "hak_stats.h"
 
@@ -8,7 +8,8 @@
 #include "hak_fmt.h"
 #include "hak_lock.h"
 
-__thread hak_stats_block_t hak_stats_tls HAK_TLS_MODEL;
+__thread hak_stats_block_t *hak_stats_cur HAK_TLS_MODEL;
+__thread hak_stats_fast_t *hak_stats_fast_cur HAK_TLS_MODEL;
 
 static const char *const ctr_names[HAK_CTR_COUNT] = {
 #define HAK_CTR(name, help) #name,
@@ -22,59 +23,16 @@ static const char *const ctr_help[HAK_CTR_COUNT] = {
 #undef HAK_CTR
 };
 
-// Counters of threads that have exited, and the list of live threads' blocks.
+// Counts of threads without a heap, and the list of every heap's block.
 static _Atomic uint64_t merged[HAK_CTR_COUNT];
-static _Atomic uint64_t merged_sc_alloc[HAK_SC_MAX];
-static _Atomic uint64_t merged_sc_refill[HAK_SC_MAX];
-static hak_lock_t live_lock = HAK_LOCK_INIT;
-static hak_stats_block_t *live_head;
+static hak_lock_t list_lock = HAK_LOCK_INIT;
+static hak_stats_block_t *list_head;
 
-void hak_stats_thread_register(hak_stats_fast_t *fast) {
-    hak_stats_block_t *b = &hak_stats_tls;
-    if (b->registered) return;
-    hak_lock(&live_lock);
-    b->fast = fast;
-    b->next = live_head;
-    live_head = b;
-    b->registered = 1;
-    hak_unlock(&live_lock);
-}
-
-// The fast counters belong to the thread cache: fold them into the block first.
-static void fold_fast(hak_stats_block_t *b) {
-    hak_stats_fast_t *f = b->fast;
-    if (!f) return;
-    b->c[HAK_CTR_free_tls_sll] += f->free_tls_sll;
-    f->free_tls_sll = 0;
-    for (unsigned i = 0; i < HAK_SC_MAX; i++) {
-        b->sc_alloc[i] += f->sc_alloc[i];
-        f->sc_alloc[i] = 0;
-    }
-}
-
-static void fold_block(hak_stats_block_t *b) {
-    fold_fast(b);
-    for (unsigned i = 0; i < HAK_CTR_COUNT; i++) {
-        // relaxed: a total, read only by reports
-        hak_fetch_add_relaxed(&merged[i], b->c[i]);
-        b->c[i] = 0;
-    }
-    for (unsigned i = 0; i < HAK_SC_MAX; i++) {
-        hak_fetch_add_relaxed(&merged_sc_alloc[i], b->sc_alloc[i]);
-        hak_fetch_add_relaxed(&merged_sc_refill[i], b->sc_refill[i]);
-        b->sc_alloc[i] = 0;
-        b->sc_refill[i] = 0;
-    }
-}
-
-static void unlist(hak_stats_block_t *b) {
-    for (hak_stats_block_t **pp = &live_head; *pp; pp = &(*pp)->next) {
-        if (*pp == b) {
-            *pp = b->next;
-            break;
-        }
-    }
-    b->registered = 0;
+void hak_stats_register(hak_stats_block_t *b) {
+    hak_lock(&list_lock);
+    b->next = list_head;
+    list_head = b;
+    hak_unlock(&list_lock);
 }
 
 void hak_stats_add_global(unsigned ctr, uint64_t v) {
@@ -82,58 +40,68 @@ void hak_stats_add_global(unsigned ctr, uint64_t v) {
     if (ctr < HAK_CTR_COUNT) hak_fetch_add_relaxed(&merged[ctr], v);
 }
 
-void hak_stats_thread_merge(void) {
-    hak_stats_block_t *b = &hak_stats_tls;
-    hak_lock(&live_lock);
-    fold_block(b);
-    if (b->registered) unlist(b);
-    hak_unlock(&live_lock);
+void hak_stats_fold_sc(hak_stats_fast_t *f, hak_stats_block_t *b, unsigned sc) {
+    b->c[HAK_CTR_free_tls_sll] += f->free_tls_sll;
+    f->free_tls_sll = 0;
+    b->sc_alloc[sc] += f->sc_alloc[sc];
+    f->sc_alloc[sc] = 0;
 }
 
-// Other threads' blocks are read without synchronisation: a report is a snapshot that may
-// be a few increments behind, and the words are aligned so no read is torn.
+void hak_stats_fold(hak_stats_fast_t *f, hak_stats_block_t *b) {
+    for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) hak_stats_fold_sc(f, b, sc);
+}
+
+// Blocks are written by their heap's owner without synchronisation: a report is a snapshot
+// that may be a few increments behind; the words are aligned, so no read is torn.
 __attribute__((no_sanitize("thread"))) static uint64_t read_racy(const uint64_t *p) { return *p; }
 
-// Snapshot of everything, summed once, so that the report is consistent with itself.
-struct snapshot {
+typedef struct snapshot {
     uint64_t c[HAK_CTR_COUNT];
     uint64_t sc_alloc[HAK_SC_MAX];
     uint64_t sc_refill[HAK_SC_MAX];
-};
-typedef struct snapshot snapshot_t;
+} snapshot_t;
 
-static void take_snapshot(struct snapshot *s);
+// Everything summed once, so that a report is consistent with itself.
+static void take_snapshot(snapshot_t *s) {
+    for (unsigned i = 0; i < HAK_CTR_COUNT; i++) s->c[i] = hak_load_relaxed(&merged[i]);
+    for (unsigned i = 0; i < HAK_SC_MAX; i++) s->sc_alloc[i] = s->sc_refill[i] = 0;
+    hak_lock(&list_lock);
+    for (hak_stats_block_t *b = list_head; b; b = b->next) {
+        for (unsigned i = 0; i < HAK_CTR_COUNT; i++) s->c[i] += read_racy(&b->c[i]);
+        for (unsigned i = 0; i < HAK_SC_MAX; i++) {
+            s->sc_alloc[i] += read_racy(&b->sc_alloc[i]);
+            s->sc_refill[i] += read_racy(&b->sc_refill[i]);
+        }
+    }
+    hak_unlock(&list_lock);
+    // The calling thread's counts not folded yet; other threads fold theirs on slow paths
+    // and at exit, so a report may miss a running thread's latest fast-path counts.
+    hak_stats_fast_t *f = hak_stats_fast_cur;
+    if (f) {
+        s->c[HAK_CTR_free_tls_sll] += f->free_tls_sll;
+        for (unsigned i = 0; i < HAK_SC_MAX; i++) s->sc_alloc[i] += f->sc_alloc[i];
+    }
+    // Derived: the malloc fast path counts only per-class mallocs (one increment), so pops
+    // that needed no refill are the total minus those a refill served. (Global-heap pops
+    // are not in sc_alloc: they are global_heap_alloc.)
+    uint64_t total = 0;
+    for (unsigned i = 0; i < HAK_SC_MAX; i++) total += s->sc_alloc[i];
+    uint64_t slow = s->c[HAK_CTR_alloc_refill];
+    s->c[HAK_CTR_alloc_tls_sll] = total > slow ? total - slow : 0;
+}
 
 uint64_t hak_stats_total(unsigned ctr) {
     if (ctr >= HAK_CTR_COUNT) return 0;
-    if (ctr == HAK_CTR_alloc_tls_sll) {
-        struct snapshot s;
-        take_snapshot(&s);
-        return s.c[ctr];
-    }
-    hak_lock(&live_lock);
-    uint64_t v = hak_load_relaxed(&merged[ctr]);
-    for (hak_stats_block_t *b = live_head; b; b = b->next) {
-        v += read_racy(&b->c[ctr]);
-        if (ctr == HAK_CTR_free_tls_sll && b->fast) v += read_racy(&b->fast->free_tls_sll);
-    }
-    // the calling thread may not be listed yet (it has not allocated)
-    if (!hak_stats_tls.registered) v += hak_stats_tls.c[ctr];
-    hak_unlock(&live_lock);
-    return v;
+    snapshot_t s;
+    take_snapshot(&s);
+    return s.c[ctr];
 }
 
 uint64_t hak_stats_total_sc(int which, unsigned sc) {
     if (sc >= HAK_SC_MAX) return 0;
-    hak_lock(&live_lock);
-    uint64_t v = hak_load_relaxed(which ? &merged_sc_refill[sc] : &merged_sc_alloc[sc]);
-    for (hak_stats_block_t *b = live_head; b; b = b->next) {
-        v += read_racy(which ? &b->sc_refill[sc] : &b->sc_alloc[sc]);
-        if (!which && b->fast) v += read_racy(&b->fast->sc_alloc[sc]);
-    }
-    if (!hak_stats_tls.registered) v += which ? hak_stats_tls.sc_refill[sc] : hak_stats_tls.sc_alloc[sc];
-    hak_unlock(&live_lock);
-    return v;
+    snapshot_t s;
+    take_snapshot(&s);
+    return which ? s.sc_refill[sc] : s.sc_alloc[sc];
 }
 
 int hak_stats_index(const char *name) {
@@ -142,66 +110,9 @@ int hak_stats_index(const char *name) {
     return -1;
 }
 
-void hak_stats_fork_prepare(void) { hak_lock(&live_lock); }
-void hak_stats_fork_parent(void) { hak_unlock(&live_lock); }
-
-void hak_stats_fork_child(void) {
-    // Only the forking thread exists in the child: fold every other block in and unlist it.
-    hak_stats_block_t *b = live_head;
-    while (b) {
-        hak_stats_block_t *next = b->next;
-        if (b != &hak_stats_tls) {
-            fold_block(b);
-            b->registered = 0;
-        }
-        b = next;
-    }
-    live_head = NULL;
-    if (hak_stats_tls.registered) {
-        hak_stats_tls.next = NULL;
-        live_head = &hak_stats_tls;
-    }
-    hak_lock_reset(&live_lock);
-}
-
-
-
-static void take_snapshot(snapshot_t *s) {
-    hak_lock(&live_lock);
-    for (unsigned i = 0; i < HAK_CTR_COUNT; i++) s->c[i] = hak_load_relaxed(&merged[i]);
-    for (unsigned i = 0; i < HAK_SC_MAX; i++) {
-        s->sc_alloc[i] = hak_load_relaxed(&merged_sc_alloc[i]);
-        s->sc_refill[i] = hak_load_relaxed(&merged_sc_refill[i]);
-    }
-    int self_listed = 0;
-    for (hak_stats_block_t *b = live_head; b; b = b->next) {
-        if (b == &hak_stats_tls) self_listed = 1;
-        for (unsigned i = 0; i < HAK_CTR_COUNT; i++) s->c[i] += read_racy(&b->c[i]);
-        for (unsigned i = 0; i < HAK_SC_MAX; i++) {
-            s->sc_alloc[i] += read_racy(&b->sc_alloc[i]);
-            s->sc_refill[i] += read_racy(&b->sc_refill[i]);
-        }
-        if (b->fast) {
-            s->c[HAK_CTR_free_tls_sll] += read_racy(&b->fast->free_tls_sll);
-            for (unsigned i = 0; i < HAK_SC_MAX; i++) s->sc_alloc[i] += read_racy(&b->fast->sc_alloc[i]);
-        }
-    }
-    if (!self_listed) {
-        for (unsigned i = 0; i < HAK_CTR_COUNT; i++) s->c[i] += hak_stats_tls.c[i];
-        for (unsigned i = 0; i < HAK_SC_MAX; i++) {
-            s->sc_alloc[i] += hak_stats_tls.sc_alloc[i];
-            s->sc_refill[i] += hak_stats_tls.sc_refill[i];
-        }
-    }
-    hak_unlock(&live_lock);
-    // Derived: the fast path counts only per-class mallocs (one increment), so pops that
-    // needed no refill are the total minus those served by a refill. (Global-heap pops
-    // are not in sc_alloc; they are global_heap_alloc.)
-    uint64_t total = 0;
-    for (unsigned i = 0; i < HAK_SC_MAX; i++) total += s->sc_alloc[i];
-    uint64_t slow = s->c[HAK_CTR_alloc_refill];
-    s->c[HAK_CTR_alloc_tls_sll] = total > slow ? total - slow : 0;
-}
+void hak_stats_fork_prepare(void) { hak_lock(&list_lock); }
+void hak_stats_fork_parent(void) { hak_unlock(&list_lock); }
+void hak_stats_fork_child(void) { hak_lock_reset(&list_lock); }
 
 static void report_text(hak_buf_t *b, const snapshot_t *s) {
     hak_buf_str(b, "hakmem: counters (HAKMEM_DEBUG=1; docs/COUNTERS.md)\n");
