@@ -78,7 +78,7 @@ void hak_tls_global_init(void) {
         hak_free_key = make_secret();
         ck_stack_init(&global_heap.remote.stack);
         global_heap.owned = 1;
-        global_heap.owner_tc = &global_tc;
+        hak_store_relaxed(&global_heap.owner_tc, (const void *)&global_tc);
         tc_rooms_init(&global_tc);
         global_tc.heap = &global_heap;
         global_tc.state = HAK_TC_ACTIVE;
@@ -406,12 +406,13 @@ static void *global_alloc(unsigned sc) {
 static void orphan_stale_heaps(const hak_tc_t *tc, const hak_heap_t *mine) {
     hak_lock(&heaps_lock);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
-        if (h == mine || h == &global_heap || h->owner_tc != tc) continue;
+        // relaxed: a filter; the decision is taken again under the heap's lock
+        if (h == mine || h == &global_heap || hak_load_relaxed(&h->owner_tc) != tc) continue;
         hak_lock(&h->lock);
-        int stale = h->owned && h->owner_tc == tc;
+        int stale = h->owned && hak_load_relaxed(&h->owner_tc) == tc;
         if (stale) {
             h->owned = 0;
-            h->owner_tc = NULL;
+            hak_store_relaxed(&h->owner_tc, NULL);
         }
         hak_unlock(&h->lock);
         if (stale) hak_orphan_push(&h->orphan);
@@ -439,7 +440,7 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     }
     hak_lock(&h->lock);
     h->owned = 1;
-    h->owner_tc = tc;
+    hak_store_relaxed(&h->owner_tc, (const void *)tc);
     hak_unlock(&h->lock);
     orphan_stale_heaps(tc, h);
     tc_rooms_init(tc);  // before tc->heap: frees reach the cache only once heap is set
@@ -582,7 +583,7 @@ static void thread_exit(void *arg) {
     hak_lock(&h->lock);
     flush_all(tc, h);
     h->owned = 0;
-    h->owner_tc = NULL;
+    hak_store_relaxed(&h->owner_tc, NULL);
     hak_unlock(&h->lock);
     HAK_STAT_INC(thread_exit);
 #if HAK_STATS
@@ -686,7 +687,7 @@ void hak_tls_fork_child(void) {
         hak_lock_reset(&h->lock);
         if (h == mine || h == &global_heap || !h->owned) continue;
         h->owned = 0;
-        h->owner_tc = NULL;
+        hak_store_relaxed(&h->owner_tc, NULL);
         hak_orphan_push(&h->orphan);
     }
     hak_lock_reset(&heaps_lock);

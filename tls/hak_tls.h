@@ -39,7 +39,7 @@ struct hak_heap {
     hak_lock_t lock;                    /* held by the owner in slow paths; by fork */
     hak_orphan_t orphan;                /* on the orphan list while no thread owns it */
     int owned;                          /* a thread owns it (set and cleared under lock) */
-    const void *owner_tc;               /* that thread's cache address: compared, never read */
+    _Atomic(const void *) owner_tc;     /* that thread's cache address: compared, never read */
     hak_stats_block_t stats;            /* its counters, whoever owns it (never freed) */
     hak_slab_t *partial[HAK_SC_MAX];    /* spans with free or uncarved blocks, by class */
     hak_ss_t *ss_avail;                 /* owned SuperSlabs with a free slab */
