@@ -1,0 +1,382 @@
+/* api_death.c -- heap misuse that hakmem detects must abort with one line on stderr,
+ * "hakmem: <what> 0x<pointer>". Each case forks a child that does the bad thing with its
+ * stderr on a pipe; the parent checks that the child died of SIGABRT and what it printed.
+ * Blocks are allocated in the parent before the fork, so the parent knows the pointer the
+ * message must name.
+ *
+ * What hakmem promises for double frees of SuperSlab blocks: a block freed twice in a row
+ * by the same thread is always caught (the second free finds the free mark in the block
+ * and the block in this thread's cache). Also checked here, and caught by the same
+ * mechanism: a double free with other frees in between (A, B, A), a double free after the
+ * first free was flushed from the thread cache to its slab (the slab free list, or the slab
+ * itself given back), and a second free by a thread that does not own the block (the free
+ * mark in a foreign block is proof enough), and the owner freeing a block that another
+ * thread already freed while it still waits in the owner's remote queue
+ * (double_free_after_remote_free: missed up to f418bef, where the block was then handed out
+ * twice). Not checked: a double free with a reallocation in between (a valid free of the
+ * new block, docs/DESIGN-NOTES.md).
+ *
+ * Interior pointers: into a live block of the calling thread's own slab (free_interior_small
+ * and _mid: missed by the fast path up to f418bef), of another thread's block, of a large
+ * block, into a free slab, and addresses outside every region. */
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+typedef void (*bad_fn)(void *arg);
+
+/* Run fn(arg) in a child; it must die of SIGABRT printing exactly one line
+ * "hakmem: <what> 0x<hex of expect>\n" on stderr. */
+static void expect_abort(const char *name, bad_fn fn, void *arg, const void *expect) {
+    int pfd[2];
+    CHECK(pipe(pfd) == 0, "pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(pfd[0]);
+        dup2(pfd[1], 2);
+        close(pfd[1]);
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        signal(SIGABRT, SIG_DFL);
+        alarm(10);  // a hang shows up as SIGALRM, not as a stuck test
+        fn(arg);
+        _exit(0);  // survived: the misuse went unnoticed
+    }
+    close(pfd[1]);
+    char out[4096];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(pfd[0], out + len, sizeof out - 1 - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+        if (len == sizeof out - 1) break;
+    }
+    out[len] = 0;
+    close(pfd[0]);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%" PRIxPTR, (uintptr_t)expect);
+    printf("   %s: child stderr: %s", name, len ? out : "(nothing)\n");
+    if (WIFEXITED(status))
+        CHECK(0, "%s: the child exited with status %d instead of aborting (misuse not detected)", name,
+              WEXITSTATUS(status));
+    CHECK(WIFSIGNALED(status), "%s: child status 0x%x", name, status);
+    CHECK(WTERMSIG(status) == SIGABRT, "%s: the child died of signal %d (%s), expected SIGABRT", name,
+          WTERMSIG(status), strsignal(WTERMSIG(status)));
+    CHECK(strncmp(out, "hakmem: ", 8) == 0, "%s: stderr does not start with \"hakmem: \": %s", name, out);
+    char *nl = strchr(out, '\n');
+    CHECK(nl != NULL && nl[1] == 0, "%s: stderr is not exactly one line: %s", name, out);
+    size_t hl = strlen(hex);
+    CHECK((size_t)(nl - out) > hl + 8 && nl[-(ptrdiff_t)hl - 1] == ' ' && strncmp(nl - hl, hex, hl) == 0,
+          "%s: the line does not end with the pointer %s: %s", name, hex, out);
+}
+
+/* ---- the misuses -------------------------------------------------------------------- */
+
+static void do_double_free(void *p) {
+    hak_free(p);
+    hak_free(p);
+}
+
+static void *g_other;
+static void do_double_free_interleaved(void *p) {
+    hak_free(p);
+    hak_free(g_other);
+    hak_free(p);
+}
+
+enum { FLUSH_N = 2000 };
+static void *g_many[FLUSH_N];
+static void do_double_free_flushed(void *p) {
+    for (int i = 0; i < FLUSH_N; i++) hak_free(g_many[i]);
+    hak_free(p);  // p is one of g_many
+}
+
+static void *free_twice_thread(void *p) {
+    hak_free(p);
+    hak_free(p);
+    return NULL;
+}
+static void do_double_free_foreign_thread(void *p) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_twice_thread, p) != 0) _exit(3);
+    pthread_join(t, NULL);
+}
+
+static void do_free(void *p) { hak_free(p); }
+
+static void *free_once_thread(void *p) {
+    hak_free(p);
+    return NULL;
+}
+/* Another thread frees p (it goes to the owner's remote queue), then the owner frees it. */
+static void do_free_remote_then_local(void *p) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_once_thread, p) != 0) _exit(3);
+    pthread_join(t, NULL);
+    hak_free(p);
+}
+
+static void do_free_in_thread(void *p) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_once_thread, p) != 0) _exit(3);
+    pthread_join(t, NULL);
+}
+
+static void do_realloc_freed(void *p) {
+    hak_free(p);
+    void *q = hak_realloc(p, 200);
+    (void)q;
+}
+
+static void do_realloc_freed_grow(void *p) {
+    hak_free(p);
+    void *q = hak_realloc(p, 5 * MiB);
+    (void)q;
+}
+
+static void do_realloc_foreign(void *p) {
+    void *q = hak_realloc(p, 100);
+    (void)q;
+}
+
+static void do_usable_size(void *p) {
+    volatile size_t u = hak_usable_size(p);
+    (void)u;
+}
+
+static void do_free_sized_too_big(void *p) { hak_free_sized(p, hak_usable_size(p) + 1); }
+
+/* ---- cases -------------------------------------------------------------------------- */
+
+static void t_double_free_small(void) {
+    void *p = hak_malloc(64);
+    CHECK(p != NULL, "malloc");
+    expect_abort("double free of a 64-byte block", do_double_free, p, p);
+    void *q = hak_malloc(16);
+    expect_abort("double free of a 16-byte block", do_double_free, q, q);
+    hak_free(p);
+    hak_free(q);
+}
+
+static void t_double_free_interleaved(void) {
+    void *p = hak_malloc(200), *o = hak_malloc(200);
+    CHECK(p && o, "malloc");
+    g_other = o;
+    expect_abort("free(A), free(B), free(A)", do_double_free_interleaved, p, p);
+    hak_free(p);
+    hak_free(o);
+}
+
+static void t_double_free_flushed(void) {
+    for (int i = 0; i < FLUSH_N; i++) {
+        g_many[i] = hak_malloc(64);
+        CHECK(g_many[i] != NULL, "malloc");
+    }
+    // 2000 frees overflow the thread cache (a few hundred blocks of this class) several
+    // times; each flush moves the most recently freed blocks out to their slab, so the
+    // 201st freed ends up on its slab's free list (or, if its span emptied, in a free slab)
+    void *victim = g_many[200];
+    expect_abort("double free after a flush to the slab", do_double_free_flushed, victim, victim);
+    for (int i = 0; i < FLUSH_N; i++) hak_free(g_many[i]);
+}
+
+static void t_double_free_foreign_thread(void) {
+    void *p = hak_malloc(100);
+    CHECK(p != NULL, "malloc");
+    expect_abort("double free by a thread that does not own the block", do_double_free_foreign_thread, p, p);
+    hak_free(p);
+}
+
+static void t_double_free_after_remote_free(void) {
+    void *p = hak_malloc(100);
+    CHECK(p != NULL, "malloc");
+    expect_abort("free by another thread, then by the owner", do_free_remote_then_local, p, p);
+    void *m = hak_malloc(20000);
+    CHECK(m != NULL, "malloc");
+    expect_abort("free of a mid block by another thread, then by the owner", do_free_remote_then_local, m, m);
+    hak_free(p);
+    hak_free(m);
+}
+
+static void t_double_free_mid(void) {
+    void *p = hak_malloc(100 * KiB);
+    CHECK(p != NULL, "malloc");
+    expect_abort("double free of a 100 KiB block", do_double_free, p, p);
+    void *q = hak_malloc(MiB);
+    CHECK(q != NULL, "malloc");
+    expect_abort("double free of a 1 MiB block", do_double_free, q, q);
+    hak_free(p);
+    hak_free(q);
+}
+
+static void t_double_free_large(void) {
+    void *p = hak_malloc(3 * MiB);
+    CHECK(p != NULL, "malloc");
+    expect_abort("double free of a 3 MiB block", do_double_free, p, p);
+    void *q = hak_aligned_alloc(8 * MiB, MiB + 1);
+    CHECK(q != NULL, "aligned_alloc");
+    expect_abort("double free of an 8 MiB-aligned block", do_double_free, q, q);
+    hak_free(p);
+    hak_free(q);
+}
+
+static void t_free_stack(void) {
+    char local[64];
+    memset(local, 1, sizeof local);
+    expect_abort("free of a stack address", do_free, local + 16, local + 16);
+    int x = 5;
+    expect_abort("free of a stack int", do_free, &x, &x);
+}
+
+static void t_free_system_malloc(void) {
+    void *small = malloc(64);            // libc's allocator: this test links hakmem_api only
+    void *big = malloc(4 * MiB);         // glibc serves this one with its own mmap
+    CHECK(small && big, "system malloc");
+    memset(small, 0, 64);
+    memset(big, 0, 4096);
+    expect_abort("free of a system malloc block", do_free, small, small);
+    expect_abort("free of a big system malloc block", do_free, big, big);
+    expect_abort("realloc of a system malloc block", do_realloc_foreign, small, small);
+    free(small);
+    free(big);
+}
+
+static void t_free_interior_small(void) {
+    char *p = hak_malloc(64);
+    CHECK(p != NULL, "malloc");
+    memset(p, 0, 64);
+    expect_abort("free(p + 16) of a 64-byte block", do_free, p + 16, p + 16);
+    hak_free(p);
+}
+
+static void t_free_interior_mid(void) {
+    char *m = hak_malloc(100 * KiB);
+    CHECK(m != NULL, "malloc");
+    memset(m, 0, 100 * KiB);
+    expect_abort("free(p + 4096) of a 100 KiB block", do_free, m + 4096, m + 4096);
+    hak_free(m);
+}
+
+/* An interior pointer freed by a thread that does not own the block: the remote path
+ * checks the block start (documented as reported). */
+static void t_free_interior_foreign_thread(void) {
+    char *p = hak_malloc(64);
+    CHECK(p != NULL, "malloc");
+    memset(p, 0, 64);
+    expect_abort("free(p + 16) of a 64-byte block by another thread", do_free_in_thread, p + 16, p + 16);
+    char *m = hak_malloc(100 * KiB);
+    CHECK(m != NULL, "malloc");
+    memset(m, 0, 100 * KiB);
+    expect_abort("free(p + 4096) of a 100 KiB block by another thread", do_free_in_thread, m + 4096, m + 4096);
+    hak_free(p);
+    hak_free(m);
+}
+
+static void t_free_interior_large(void) {
+    char *l = hak_malloc(3 * MiB);
+    CHECK(l != NULL, "malloc");
+    expect_abort("free(p + 4096) of a 3 MiB block", do_free, l + 4096, l + 4096);
+    expect_abort("free(p + 2 MiB) of a 3 MiB block", do_free, l + 2 * MiB, l + 2 * MiB);
+    hak_free(l);
+}
+
+/* A pointer into a slab that holds no span: nothing was ever allocated there. This case
+ * runs in its own process and its first hakmem allocation is one 16-byte block, so the
+ * SuperSlab holding it has a span only in its first slab(s); slab 20 is free. */
+static void t_free_into_free_slab(void) {
+    char *p = hak_malloc(16);
+    CHECK(p != NULL, "malloc");
+    char *base = (char *)((uintptr_t)p & ~((uintptr_t)2 * MiB - 1));
+    CHECK(p < base + 64 * KiB, "the first 16-byte block %p is not in its SuperSlab's first slab", (void *)p);
+    char *target = base + 20 * 64 * KiB + 4096;
+    expect_abort("free of an address in a free slab", do_free, target, target);
+    expect_abort("realloc of an address in a free slab", do_realloc_foreign, target, target);
+    hak_free(p);
+}
+
+static void t_free_bad_address(void) {
+    // above the user address space (and never mapped): rejected without being touched
+    void *high = (void *)(uintptr_t)0xffff800000001000ull;
+    expect_abort("free of a kernel-half address", do_free, high, high);
+    void *top = (void *)(UINTPTR_MAX & ~(uintptr_t)15);
+    expect_abort("free of the top of the address space", do_free, top, top);
+    expect_abort("usable_size of a kernel-half address", do_usable_size, high, high);
+}
+
+static void t_realloc_interior(void) {
+    char *p = hak_malloc(64);
+    CHECK(p != NULL, "malloc");
+    memset(p, 0, 64);
+    expect_abort("realloc(p + 16) of a 64-byte block", do_realloc_foreign, p + 16, p + 16);
+    char *l = hak_malloc(3 * MiB);
+    CHECK(l != NULL, "malloc");
+    expect_abort("realloc(p + 4096) of a 3 MiB block", do_realloc_foreign, l + 4096, l + 4096);
+    hak_free(p);
+    hak_free(l);
+}
+
+static void t_realloc_freed(void) {
+    void *p = hak_malloc(100);
+    CHECK(p != NULL, "malloc");
+    expect_abort("realloc of a freed 100-byte block", do_realloc_freed, p, p);
+    void *m = hak_malloc(50 * KiB);
+    CHECK(m != NULL, "malloc");
+    expect_abort("realloc of a freed 50 KiB block", do_realloc_freed, m, m);
+    void *l = hak_malloc(3 * MiB);
+    CHECK(l != NULL, "malloc");
+    expect_abort("realloc of a freed 3 MiB block", do_realloc_freed_grow, l, l);
+    hak_free(p);
+    hak_free(m);
+    hak_free(l);
+}
+
+static void t_usable_size_invalid(void) {
+    int x = 0;
+    expect_abort("usable_size of a stack address", do_usable_size, &x, &x);
+    char *p = hak_malloc(64);
+    CHECK(p != NULL, "malloc");
+    expect_abort("usable_size of an interior pointer", do_usable_size, p + 16, p + 16);
+    hak_free(p);
+}
+
+static void t_free_sized_too_big(void) {
+    void *p = hak_malloc(100);
+    CHECK(p != NULL, "malloc");
+    expect_abort("free_sized with a size above the block's", do_free_sized_too_big, p, p);
+    hak_free(p);
+}
+
+static const test_case_t cases[] = {
+    {"double_free_small", t_double_free_small},
+    {"double_free_interleaved", t_double_free_interleaved},
+    {"double_free_flushed", t_double_free_flushed},
+    {"double_free_foreign_thread", t_double_free_foreign_thread},
+    {"double_free_after_remote_free", t_double_free_after_remote_free},
+    {"double_free_mid", t_double_free_mid},
+    {"double_free_large", t_double_free_large},
+    {"free_stack", t_free_stack},
+    {"free_system_malloc", t_free_system_malloc},
+    {"free_interior_small", t_free_interior_small},
+    {"free_interior_mid", t_free_interior_mid},
+    {"free_interior_foreign_thread", t_free_interior_foreign_thread},
+    {"free_interior_large", t_free_interior_large},
+    {"free_into_free_slab", t_free_into_free_slab},
+    {"free_bad_address", t_free_bad_address},
+    {"realloc_interior", t_realloc_interior},
+    {"realloc_freed", t_realloc_freed},
+    {"usable_size_invalid", t_usable_size_invalid},
+    {"free_sized_too_big", t_free_sized_too_big},
+};
+
+int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }
