@@ -53,7 +53,9 @@ void hak_stats_fold(hak_stats_fast_t *f, hak_stats_block_t *b) {
 
 // Blocks are written by their heap's owner without synchronisation: a report is a snapshot
 // that may be a few increments behind; the words are aligned, so no read is torn.
-__attribute__((no_sanitize("thread"))) static uint64_t read_racy(const uint64_t *p) { return *p; }
+// noipa: inlined, or with its load hoisted into the caller by IPA-SRA (GCC 12 makes a
+// read_racy.isra clone), the read would land in an instrumented function after all.
+__attribute__((noipa, no_sanitize("thread"))) static uint64_t read_racy(const uint64_t *p) { return *p; }
 
 typedef struct snapshot {
     uint64_t c[HAK_CTR_COUNT];
