@@ -14,20 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "hakmem.h"
 
 #define TEST_SKIP 77
 
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "FAIL %s:%d: CHECK(%s): ", __FILE__, __LINE__, #cond);           \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fputc('\n', stderr);                                                             \
-            fflush(stderr);                                                                  \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
 
 /* AddressSanitizer (GCC defines __SANITIZE_ADDRESS__, Clang has __has_feature). */
 #if defined(__SANITIZE_ADDRESS__)
