@@ -31,6 +31,7 @@ static void reset_ss(hak_ss_t *ss, void *owner) {
         ss->slab_head[i] = (uint8_t)i;
         ss->slab_magic[i] = hak_sc_magic[HAK_SLAB_NONE];
         ss->slab_offmagic[i] = 0;
+        ss->slab_limit[i] = 0;
     }
     ss->free_mask = 0xffffffffu;
     ss->spans = 0;
@@ -185,6 +186,7 @@ hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
         ss->slab_head[j] = (uint8_t)i;
         ss->slab_magic[j] = hak_sc_magic[sc];
         ss->slab_offmagic[j] = ((uint64_t)(j - i) << HAK_SLAB_SHIFT) * hak_sc_magic[sc];
+        ss->slab_limit[j] = (uint64_t)ci->capacity * hak_sc_unit[sc];
         ss->slab_sc[j] = (uint8_t)sc;
     }
     return slab;
@@ -197,6 +199,7 @@ void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab) {
         ss->slab_head[j] = (uint8_t)j;
         ss->slab_magic[j] = hak_sc_magic[HAK_SLAB_NONE];
         ss->slab_offmagic[j] = 0;
+        ss->slab_limit[j] = 0;
     }
     ss->free_mask |= (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
     ss->spans--;

@@ -46,6 +46,7 @@ typedef struct hak_ss {
     uint8_t slab_head[HAK_SLABS_PER_SS];   /* head slab index of the span holding each slab */
     uint64_t slab_magic[HAK_SLABS_PER_SS]; /* hak_sc_magic of each slab's class */
     uint64_t slab_offmagic[HAK_SLABS_PER_SS]; /* (slab's offset in its span) * its magic */
+    uint64_t slab_limit[HAK_SLABS_PER_SS]; /* span capacity * hak_sc_unit: see hak_sizeclass.h */
     /* Owner only. */
     uint32_t free_mask;                    /* bit i set: slab i free */
     uint32_t spans;                        /* live spans */
@@ -72,12 +73,12 @@ static HAK_INLINE hak_slab_t *hak_ss_slab_of(hak_ss_t *ss, const void *p) {
     return &ss->slabs[ss->slab_head[hak_ss_slab_index(ss, p)]];
 }
 
-/* 1 if p, a pointer into a live span of ss whose class is sc, is a block start: its offset
- * from the span's start is a multiple of the class size (one multiply, no division). */
+/* 1 if p, a pointer into slab idx of ss, is the start of one of its span's blocks: its
+ * offset n from the span's start is k * size with k < capacity (one multiply, no division;
+ * see hak_sc_magic). 0 for a free slab. */
 static HAK_INLINE int hak_ss_is_block_start(const hak_ss_t *ss, const void *p, unsigned idx) {
-    // (low + slab_off) * magic == low * magic + slab_offmagic (mod 2^64)
-    uint64_t magic = ss->slab_magic[idx];
-    return ((uintptr_t)p & (HAK_SLAB_SIZE - 1)) * magic + ss->slab_offmagic[idx] < magic;
+    // n * magic == low * magic + slab_offmagic (mod 2^64), low = p's offset in its slab
+    return ((uintptr_t)p & (HAK_SLAB_SIZE - 1)) * ss->slab_magic[idx] + ss->slab_offmagic[idx] < ss->slab_limit[idx];
 }
 
 /* 1 if p is the start of a block of its slab (it may still be free). */

@@ -5,6 +5,7 @@ const uint8_t hak_sc_small_table[65] = {0,0,1,2,3,4,5,6,7,8,8,9,9,10,10,11,11,12
 const uint32_t hak_sc_size_table[HAK_SC_MAX] = {16,32,48,64,80,96,112,128,160,192,224,256,320,384,448,512,640,768,896,1024,1280,1536,1792,2048,2560,3072,3584,4096,5120,6144,7168,8192,10240,12288,14336,16384,20480,24576,28672,32768,40960,49152,57344,65536,81920,98304,114688,131072,163840,196608,229376,262144,327680,393216,458752,524288,655360,786432,917504,1048576};
 hak_sc_info_t hak_sc_info[HAK_SC_MAX];
 uint64_t hak_sc_magic[HAK_SC_MAX + 1];
+uint64_t hak_sc_unit[HAK_SC_MAX + 1];
 
 // Span: the fewest slabs that hold enough blocks (8, or 128 KiB worth for blocks over 16
 // KiB, at least 1) while wasting at most 1/8 of the span on the tail. Small spans keep the
@@ -31,8 +32,13 @@ void hak_sc_init(void) {
         hak_sc_info_t *ci = &hak_sc_info[sc];
         uint32_t size = hak_sc_size_table[sc];
         ci->size = size;
-        hak_sc_magic[sc] = UINT64_MAX / size + 1;
+        // floor(2^64 / size) + 1: UINT64_MAX / size is floor(2^64 / size) unless size is a
+        // power of two, where it is one less
+        uint64_t m = UINT64_MAX / size + 1 + (hak_is_pow2(size) ? 1 : 0);
+        hak_sc_magic[sc] = m;
+        hak_sc_unit[sc] = (uint64_t)size * m;  // mod 2^64
         hak_sc_magic[HAK_SC_MAX] = 1;
+        hak_sc_unit[HAK_SC_MAX] = 0;
         pick_span(size, &ci->span, &ci->capacity);
         // The thread cache keeps about 64 KiB per small class and 128 KiB per mid class,
         // between 1 and 256 blocks; a refill or flush moves half of that.

@@ -27,12 +27,15 @@ typedef struct hak_sc_info {
     uint16_t batch;     /* blocks moved per refill or flush */
 } hak_sc_info_t;
 extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
-/* Divisibility constants: for 0 <= off < 2^32, off is a multiple of class sc's size exactly
- * when off * hak_sc_magic[sc] < hak_sc_magic[sc] (mod 2^64), with magic = ceil(2^64 / size)
- * (Lemire, Kaser, Kurz, "Faster remainder by direct computation", 2019). One multiply tells
- * whether a pointer is a block start. Entry HAK_SC_MAX (a free slab's class) is 1: the test
- * passes only at offset 0, and the free-slab slot's own check catches that. */
+/* Block-start constants. With M = floor(2^64 / size) + 1 and e = size * M mod 2^64 (so
+ * 1 <= e <= size), an offset n < 2^21 gives n * M mod 2^64 == k * e when n == k * size, and
+ * a value >= 2^43 otherwise (Lemire, Kaser, Kurz, "Faster remainder by direct computation",
+ * 2019, for the non-power-of-two case; for a power of two the +1 makes e = size). So
+ * n * M < capacity * e holds exactly for the starts of blocks 0..capacity-1: one multiply
+ * and one compare reject interior pointers and the unused tail of a span alike. Entry
+ * HAK_SC_MAX (a free slab) has M = 1 and e = 0: nothing passes. */
 extern HAK_HIDDEN uint64_t hak_sc_magic[HAK_SC_MAX + 1];
+extern HAK_HIDDEN uint64_t hak_sc_unit[HAK_SC_MAX + 1];  /* e */
 HAK_HIDDEN void hak_sc_init(void);
 
 /* Class for any n <= HAK_MID_MAX (n = 0 gives class 0). */
