@@ -156,12 +156,19 @@ static void pool_decay(void) {
     hak_unlock(&pool_lock);
 }
 
+// Bit i set: slabs i..i+k-1 are all free.
+static uint32_t free_runs(const hak_ss_t *ss, unsigned k) {
+    uint32_t runs = ss->free_mask;
+    for (unsigned j = 1; j < k && runs; j++) runs &= ss->free_mask >> j;
+    return runs;
+}
+
+int hak_ss_can_start(const hak_ss_t *ss, unsigned sc) { return free_runs(ss, hak_sc_info[sc].span) != 0; }
+
 hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
     const hak_sc_info_t *ci = &hak_sc_info[sc];
     unsigned k = ci->span;
-    uint32_t runs = ss->free_mask;
-    for (unsigned j = 1; j < k && runs; j++) runs &= ss->free_mask >> j;
-    if (k > 1) runs &= (k >= 32) ? 0 : (0xffffffffu >> (k - 1));  // the run must fit
+    uint32_t runs = free_runs(ss, k);
     if (!runs) return NULL;
     unsigned i = (unsigned)__builtin_ctz(runs);
     uint32_t bits = (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;

@@ -90,6 +90,8 @@ HAK_HIDDEN hak_ss_t *hak_ss_acquire(void *owner, int *from_pool);
 /* Give an empty SuperSlab back: to the pool while it holds fewer than HAKMEM_SS_POOL,
  * otherwise to the OS. */
 HAK_HIDDEN void hak_ss_release(hak_ss_t *ss);
+/* 1 if ss has a run of free slabs long enough for a span of class sc. */
+HAK_HIDDEN int hak_ss_can_start(const hak_ss_t *ss, unsigned sc);
 /* Start a span for class sc in ss; NULL if ss has no run of free slabs long enough. */
 HAK_HIDDEN hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc);
 /* Free an empty span's slabs (used == 0). */

@@ -28,8 +28,10 @@ static size_t heaps_made;
 
 static hak_lock_t init_lock = HAK_LOCK_INIT;
 static atomic_int core_ready;
-static atomic_int key_state;
 static pthread_key_t tc_key;
+static int tc_key_ok;  // pthread_key_create succeeded (written once, under init_lock)
+
+static void thread_exit(void *arg);
 
 // The heap of threads that have no cache of their own (exited, or re-entering malloc while
 // their cache is being set up). Used under its lock; everyone else frees into it remotely.
@@ -83,25 +85,15 @@ void hak_tls_global_init(void) {
         global_tc.heap = &global_heap;
         global_tc.state = HAK_TC_ACTIVE;
         heaps_add(&global_heap);
+        // The key that runs thread_exit. Created here, under init_lock (which fork takes),
+        // so a fork can never catch it half made. pthread_key_create does not allocate in
+        // glibc; were it to, core_ready is already set and the recursion is served. Without
+        // a key (all taken), threads still work; their heaps are reclaimed when a later
+        // thread reuses their cache address (orphan_stale_heaps).
         hak_store_release(&core_ready, 1);
+        tc_key_ok = pthread_key_create(&tc_key, thread_exit) == 0;
     }
     hak_unlock(&init_lock);
-}
-
-static void thread_exit(void *arg);
-
-// The thread key, created by the first thread that sets up a cache. pthread_key_create
-// does not allocate in glibc; if it did, the recursion would reach the global heap.
-static void ensure_key(void) {
-    // pairs with the release store below
-    if (hak_load_acquire(&key_state) == 2) return;
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&key_state, &expected, 1)) {
-        pthread_key_create(&tc_key, thread_exit);
-        hak_store_release(&key_state, 2);
-        return;
-    }
-    while (hak_load_acquire(&key_state) != 2) sched_yield();
 }
 
 /* ---- lists -------------------------------------------------------------------------- */
@@ -330,8 +322,7 @@ static void release_idle(hak_heap_t *h);
 // nothing is stranded in a heap that has no thread. One SuperSlab at a time: taking a whole
 // heap would leave this one with more free space than it needs and the emptied heap's next
 // thread with none. x stays on the orphan list for the next thread.
-static int absorb_orphan(hak_tc_t *tc, hak_heap_t *h) {
-    (void)tc;
+static int absorb_orphan(hak_heap_t *h, unsigned sc) {
     hak_orphan_t *o = hak_orphan_take_if(orphan_worth_absorbing, NULL);
     if (!o) return 0;
     hak_heap_t *x = HEAP_OF_ORPHAN(o);
@@ -341,23 +332,28 @@ static int absorb_orphan(hak_tc_t *tc, hak_heap_t *h) {
     }
     drain_queue(NULL, x, &x->remote);
     release_idle(x);
-    hak_ss_t *best = x->ss_full;
+    // The SuperSlab with the most free slabs among those that can start a span of sc, or
+    // one that already has a partial span of sc; none if neither (then the pool serves).
+    hak_ss_t *best = NULL;
     int best_free = -1;
     for (hak_ss_t *ss = x->ss_avail; ss; ss = ss->next) {
         int f = __builtin_popcount(ss->free_mask);
-        if (f > best_free) best_free = f, best = ss;
+        if (f > best_free && hak_ss_can_start(ss, sc)) best_free = f, best = ss;
     }
+    if (!best && x->partial[sc]) best = x->partial[sc]->ss;
     if (best) move_ss(x, h, best);
     hak_unlock(&x->lock);
     hak_orphan_push(o);
     HAK_STAT_INC(refill_adopt);
     if (best) HAK_STAT_INC(refill_adopt_ss);
-    return 1;
+    return best != NULL;
 }
 
-static int grow(hak_tc_t *tc, hak_heap_t *h) {
-    // An orphan first (which may also have filled the pool), then the pool, then the OS.
-    if (absorb_orphan(tc, h) && h->ss_avail) return 1;
+static int grow(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
+    (void)tc;
+    // An orphan's SuperSlab that can serve sc first (taking one may also fill the pool with
+    // the orphan's empty ones), then the pool, then the OS.
+    if (absorb_orphan(h, sc)) return 1;
     int from_pool = 0;
     hak_ss_t *ss = hak_ss_acquire(h, &from_pool);
     if (!ss) return 0;
@@ -380,11 +376,11 @@ static int refill_locked(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
     for (;;) {
         if (fill_from_partial(tc, h, sc)) return 1;
         if (start_span(h, sc)) continue;
-        if (!grow(tc, h)) {
+        if (!grow(tc, h, sc)) {
             errno = ENOMEM;
             return 0;
         }
-        if (tc->head[sc]) return 1;  // absorbing drained blocks of sc
+
     }
 }
 
@@ -424,7 +420,6 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     if (tc->state != HAK_TC_NEW) return NULL;  // exited, or re-entered while setting up
     tc->state = HAK_TC_INIT;
     hak_tls_global_init();
-    ensure_key();
     hak_heap_t *h;
     hak_orphan_t *o = hak_orphan_pop();
     if (o) {
@@ -453,7 +448,7 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     HAK_STAT_INC(thread_init);
     if (o) HAK_STAT_INC(refill_adopt);
     // may allocate (keys past 32 in glibc): the cache is ready, so that recursion is fine
-    pthread_setspecific(tc_key, h);
+    if (tc_key_ok) pthread_setspecific(tc_key, h);
     return h;
 }
 
@@ -685,10 +680,15 @@ void hak_tls_fork_child(void) {
     hak_heap_t *mine = hak_tc.heap;
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         hak_lock_reset(&h->lock);
-        if (h == mine || h == &global_heap || !h->owned) continue;
-        h->owned = 0;
-        hak_store_relaxed(&h->owner_tc, NULL);
-        hak_orphan_push(&h->orphan);
+        if (h == mine || h == &global_heap) continue;
+        // Owned by another thread, or between owners (taken off the orphan list by a thread
+        // that was adopting or trimming it, or not yet pushed by an exiting one): no thread
+        // in the child will ever finish that, so list it again.
+        if (h->owned || !h->orphan.listed) {
+            h->owned = 0;
+            hak_store_relaxed(&h->owner_tc, NULL);
+            hak_orphan_push(&h->orphan);
+        }
     }
     hak_lock_reset(&heaps_lock);
     hak_lock_reset(&init_lock);

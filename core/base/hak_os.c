@@ -12,6 +12,9 @@
 
 static size_t page_size_cached;
 
+// Alignment slack above which a mapping is reserved first (see map_aligned).
+#define RESERVE_FIRST ((size_t)256 << 20)
+
 size_t hak_os_page_size(void) {
     size_t ps = page_size_cached;
     if (hak_unlikely(ps == 0)) {
@@ -34,9 +37,12 @@ static void *map_aligned(size_t size, size_t align, int prot) {
     size_t span = size + align - page;
     HAK_STAT_INC(os_map_calls);
     // Reservations do not count against overcommit; real mappings do, so that a failing
-    // commit shows up here as ENOMEM rather than later as a fault.
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (prot == PROT_NONE ? MAP_NORESERVE : 0);
-    char *raw = mmap(NULL, span, prot, flags, -1, 0);
+    // commit shows up here as ENOMEM rather than later as a fault. Past RESERVE_FIRST of
+    // slack, the span is only reserved, and the kept part mapped read-write afterwards:
+    // committing the whole span would refuse alignments larger than memory.
+    int reserve_first = prot != PROT_NONE && align - page >= RESERVE_FIRST;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (prot == PROT_NONE || reserve_first ? MAP_NORESERVE : 0);
+    char *raw = mmap(NULL, span, reserve_first ? PROT_NONE : prot, flags, -1, 0);
     if (raw == MAP_FAILED) {
         HAK_STAT_INC(os_map_fail);
         errno = ENOMEM;
@@ -47,6 +53,13 @@ static void *map_aligned(size_t size, size_t align, int prot) {
     size_t tail = span - head - size;
     if (head) munmap(raw, head);
     if (tail) munmap(aligned + size, tail);
+    if (reserve_first &&
+        mmap(aligned, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
+        munmap(aligned, size);
+        HAK_STAT_INC(os_map_fail);
+        errno = ENOMEM;
+        return NULL;
+    }
     if (prot != PROT_NONE) HAK_STAT_ADD(os_map_bytes, size);
     return aligned;
 }

@@ -69,18 +69,60 @@ void hak_large_free(hak_large_t *h, void *p) {
     HAK_STAT_INC(large_free);
 }
 
-// Chunks in [from, to) that the block no longer covers are cleared; new ones are set.
-static void remap_range(hak_large_t *h, char *old_base, size_t old_size) {
-    uintptr_t old_end = hak_align_up((uintptr_t)old_base + old_size, HAK_SS_SIZE);
-    uintptr_t new_end = hak_align_up((uintptr_t)h->base + h->size, HAK_SS_SIZE);
-    if (old_base != h->base) {
-        hak_pagemap_set((uintptr_t)old_base, old_size, 0);
-        hak_pagemap_set((uintptr_t)h->base, h->size, (uintptr_t)h | HAK_PM_TAG_LARGE);
-    } else if (new_end > old_end) {
-        hak_pagemap_set(old_end, new_end - old_end, (uintptr_t)h | HAK_PM_TAG_LARGE);
-    } else if (new_end < old_end) {
-        hak_pagemap_set(new_end, old_end - new_end, 0);
+// The registry must never name a range that is not ours: chunks a block gives up are cleared
+// before the range goes back to the OS (another thread may map it the moment it does), and
+// chunks it takes are set only once the range is ours.
+static uintptr_t chunk_end(const char *base, size_t size) { return hak_align_up((uintptr_t)base + size, HAK_SS_SIZE); }
+
+static void *shrink_inplace(hak_large_t *h, size_t size) {
+    char *base = h->base;
+    size_t old_size = h->size;
+    uintptr_t keep_end = chunk_end(base, size), old_end = chunk_end(base, old_size);
+    uintptr_t entry = (uintptr_t)h | HAK_PM_TAG_LARGE;
+    if (keep_end < old_end) hak_pagemap_set(keep_end, old_end - keep_end, 0);
+    if (hak_os_unmap(base + size, old_size - size) != 0) {
+        if (keep_end < old_end) hak_pagemap_set(keep_end, old_end - keep_end, entry);  // leaves exist: cannot fail
+        return base;  // the block keeps its old size: still valid
     }
+    h->size = size;
+    return base;
+}
+
+static void *grow_inplace(hak_large_t *h, size_t size) {
+    char *base = h->base;
+    size_t old_size = h->size;
+    if (hak_os_resize_inplace(base, old_size, size) != 0) return NULL;
+    uintptr_t old_end = chunk_end(base, old_size), new_end = chunk_end(base, size);
+    if (new_end > old_end &&
+        hak_pagemap_set(old_end, new_end - old_end, (uintptr_t)h | HAK_PM_TAG_LARGE) != 0) {
+        hak_os_resize_inplace(base, size, old_size);  // no registry leaf: give the growth back
+        return NULL;
+    }
+    h->size = size;
+    return base;
+}
+
+static void *move_to_new_range(hak_large_t *h, size_t size) {
+    char *old_base = h->base;
+    size_t old_size = h->size;
+    uintptr_t entry = (uintptr_t)h | HAK_PM_TAG_LARGE;
+    char *target = hak_os_reserve(size, LARGE_ALIGN);
+    if (!target) return NULL;
+    if (hak_pagemap_set((uintptr_t)target, size, entry) != 0) {
+        hak_os_unmap(target, size);
+        return NULL;
+    }
+    // the old range leaves the registry before mremap vacates it
+    hak_pagemap_set((uintptr_t)old_base, old_size, 0);
+    if (hak_os_move(old_base, old_size, size, target) != 0) {
+        hak_pagemap_set((uintptr_t)old_base, old_size, entry);  // its leaves exist: cannot fail
+        hak_pagemap_set((uintptr_t)target, size, 0);
+        hak_os_unmap(target, size);
+        return NULL;
+    }
+    h->base = target;
+    h->size = size;
+    return target;
 }
 
 void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {
@@ -91,33 +133,23 @@ void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {
         errno = ENOMEM;
         return NULL;
     }
-    char *old_base = h->base;
     size_t old_size = h->size;
     if (size == old_size) return p;
-    if (size < old_size || hak_os_resize_inplace(old_base, old_size, size) == 0) {
-        if (size < old_size && hak_os_unmap(old_base + size, old_size - size) != 0) return p;
-        h->size = size;
-        remap_range(h, old_base, old_size);
+    void *q;
+    if (size < old_size) {
+        q = shrink_inplace(h, size);
         HAK_STAT_INC(large_realloc_inplace);
-    } else {
-        char *target = hak_os_reserve(size, LARGE_ALIGN);
-        if (!target) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        if (hak_os_move(old_base, old_size, size, target) != 0) {
-            hak_os_unmap(target, size);
-            errno = ENOMEM;
-            return NULL;
-        }
-        h->base = target;
-        h->size = size;
-        remap_range(h, old_base, old_size);
+    } else if ((q = grow_inplace(h, size)) != NULL) {
+        HAK_STAT_INC(large_realloc_inplace);
+    } else if ((q = move_to_new_range(h, size)) != NULL) {
         HAK_STAT_INC(large_realloc_move);
+    } else {
+        errno = ENOMEM;
+        return NULL;  // the block is untouched
     }
-    if (size > old_size) hak_fetch_add_relaxed(&live_bytes, size - old_size);
-    else hak_fetch_sub_relaxed(&live_bytes, old_size - size);
-    return h->base;
+    if (h->size > old_size) hak_fetch_add_relaxed(&live_bytes, h->size - old_size);
+    else hak_fetch_sub_relaxed(&live_bytes, old_size - h->size);
+    return q;
 }
 
 void hak_large_totals(size_t *bytes, size_t *count) {
