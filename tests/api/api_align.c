@@ -114,6 +114,20 @@ static void t_valloc(void) {
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) hak_free(p[i]);
 }
 
+/* Alignments far beyond memory: the span is reserved, not committed, so only address space
+ * is needed (2^36 = 64 GiB: more than this machine's memory and swap). */
+static void t_huge_alignment(void) {
+    for (unsigned b = 30; b <= 36; b += 2) {
+        size_t a = (size_t)1 << b;
+        char *p = hak_aligned_alloc(a, 4096);
+        CHECK(p != NULL, "aligned_alloc(2^%u, 4096): errno %d", b, errno);
+        CHECK(((uintptr_t)p & (a - 1)) == 0, "aligned_alloc(2^%u) gave %p", b, (void *)p);
+        memset(p, 0x5a, 4096);
+        CHECK(hak_usable_size(p) >= 4096, "usable size");
+        hak_free(p);
+    }
+}
+
 static void t_pvalloc(void) {
     size_t ps = page_size();
     const size_t sizes[] = {0, 1, ps - 1, ps, ps + 1, 2 * ps + 1, 3 * ps, 5 * ps - 7, 100 * KiB + 1, MiB - 1, MiB,
@@ -139,6 +153,7 @@ static const test_case_t cases[] = {
     {"memalign", t_memalign},
     {"valloc", t_valloc},
     {"pvalloc", t_pvalloc},
+    {"huge_alignment", t_huge_alignment},
 };
 
 int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }

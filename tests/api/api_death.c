@@ -260,6 +260,16 @@ static void t_free_interior_small(void) {
     hak_free(p);
 }
 
+/* The unused tail of a slab whose size the class does not divide: 65520 = 1365 * 48 is a
+ * multiple of the class size but past the last block (capacity 1365). */
+static void t_free_slab_tail(void) {
+    char *p = hak_malloc(48);
+    CHECK(p != NULL && hak_usable_size(p) == 48, "malloc(48) in the 48-byte class");
+    char *tail = (char *)((uintptr_t)p & ~(uintptr_t)0xffff) + 65520;
+    expect_abort("free of the tail past the last block of a 48-byte slab", do_free, tail, tail);
+    hak_free(p);
+}
+
 static void t_free_interior_mid(void) {
     char *m = hak_malloc(100 * KiB);
     CHECK(m != NULL, "malloc");
@@ -368,6 +378,7 @@ static const test_case_t cases[] = {
     {"free_stack", t_free_stack},
     {"free_system_malloc", t_free_system_malloc},
     {"free_interior_small", t_free_interior_small},
+    {"free_slab_tail", t_free_slab_tail},
     {"free_interior_mid", t_free_interior_mid},
     {"free_interior_foreign_thread", t_free_interior_foreign_thread},
     {"free_interior_large", t_free_interior_large},
