@@ -51,6 +51,24 @@ static void pool_unlink(hak_ss_t *ss) {
     pool_count--;
 }
 
+// Newest at the head; SuperSlabs whose pages were just purged go back at the tail.
+static void pool_push(hak_ss_t *ss, int at_head) {
+    if (at_head) {
+        ss->prev = NULL;
+        ss->next = pool_head;
+        if (pool_head) pool_head->prev = ss;
+        else pool_tail = ss;
+        pool_head = ss;
+    } else {
+        ss->next = NULL;
+        ss->prev = pool_tail;
+        if (pool_tail) pool_tail->next = ss;
+        else pool_head = ss;
+        pool_tail = ss;
+    }
+    pool_count++;
+}
+
 static void unmap_ss(hak_ss_t *ss);
 static void pool_decay(void);
 
@@ -102,14 +120,10 @@ void hak_ss_release(hak_ss_t *ss) {
     hak_store_relaxed(&ss->owner, NULL);
     hak_ss_t *evict = NULL;
     hak_lock(&pool_lock);
+    if (hak_unlikely(ss->pooled)) hak_die("internal error: SuperSlab released twice", ss->base);
     ss->pooled = 1;
     ss->pooled_at_ms = hak_os_now_ms();
-    ss->prev = NULL;
-    ss->next = pool_head;
-    if (pool_head) pool_head->prev = ss;
-    else pool_tail = ss;
-    pool_head = ss;
-    pool_count++;
+    pool_push(ss, 1);
     if (pool_count > hak_config.ss_pool_max) {
         evict = pool_tail;
         pool_unlink(evict);
@@ -146,12 +160,7 @@ static void pool_decay(void) {
     while (expired) {
         hak_ss_t *ss = expired;
         expired = ss->next;
-        ss->next = NULL;
-        ss->prev = pool_tail;
-        if (pool_tail) pool_tail->next = ss;
-        else pool_head = ss;
-        pool_tail = ss;
-        pool_count++;
+        pool_push(ss, 0);
     }
     hak_unlock(&pool_lock);
 }

@@ -51,7 +51,7 @@ typedef struct hak_ss {
     uint32_t free_mask;                    /* bit i set: slab i free */
     uint32_t spans;                        /* live spans */
     uint32_t dirty_mask;                   /* bit i set: slab i was touched since the last purge */
-    int pooled;                            /* in the global pool */
+    int pooled;                            /* in the global pool (under its lock) */
     uint64_t pooled_at_ms;                 /* when it entered the pool */
     struct hak_ss *prev, *next;            /* the owner heap's SuperSlab list, or the pool */
     hak_slab_t slabs[HAK_SLABS_PER_SS];    /* only span heads are meaningful */

@@ -653,8 +653,6 @@ void hak_tls_totals(size_t *in_use, size_t *heaps) {
     *in_use = bytes > cached ? bytes - cached : 0;
 }
 
-hak_heap_t *hak_tls_heap(void) { return hak_tc.heap; }
-
 /* ---- fork --------------------------------------------------------------------------- */
 
 void hak_tls_fork_prepare(void) {

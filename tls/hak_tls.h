@@ -102,5 +102,3 @@ HAK_HIDDEN void hak_tls_fork_parent(void);
 HAK_HIDDEN void hak_tls_fork_child(void);
 /* Global set-up (config, classes, thread key, secret); idempotent, allocation-free. */
 HAK_HIDDEN void hak_tls_global_init(void);
-/* For white-box tests: the calling thread's heap (NULL before its first allocation). */
-HAK_HIDDEN hak_heap_t *hak_tls_heap(void);

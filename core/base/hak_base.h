@@ -31,5 +31,3 @@ static HAK_INLINE int hak_is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 
 
 /* Write "hakmem: <what> <ptr>\n" to stderr with write(2) and abort. For heap corruption. */
 HAK_HIDDEN __attribute__((noreturn, cold)) void hak_die(const char *what, const void *ptr);
-/* Write a message to fd without allocating. */
-HAK_HIDDEN void hak_write_str(int fd, const char *s);

@@ -86,8 +86,6 @@ void hak_buf_hex(hak_buf_t *b, uintptr_t v) {
     put(b, tmp, n);
 }
 
-void hak_write_str(int fd, const char *s) { write_all(fd, s, strlen(s)); }
-
 void hak_die(const char *what, const void *ptr) {
     hak_buf_t b;
     hak_buf_init(&b, 2);

@@ -25,7 +25,6 @@ void *hak_meta_alloc(hak_meta_pool_t *pool) {
         obj = pool->bump;
         pool->bump += pool->size;
     }
-    pool->live++;
     hak_unlock(&pool->lock);
     memset(obj, 0, pool->size);
     return obj;
@@ -35,7 +34,6 @@ void hak_meta_free(hak_meta_pool_t *pool, void *obj) {
     hak_lock(&pool->lock);
     *(void **)obj = pool->free;
     pool->free = obj;
-    pool->live--;
     hak_unlock(&pool->lock);
 }
 

@@ -15,10 +15,9 @@ typedef struct hak_meta_pool {
     void *free;    /* freed objects (first word links them) */
     char *bump;
     char *end;
-    size_t live;
 } hak_meta_pool_t;
 
-#define HAK_META_POOL_INIT(obj_size) {HAK_LOCK_INIT, (((obj_size) + 63) & ~(size_t)63), NULL, NULL, NULL, 0}
+#define HAK_META_POOL_INIT(obj_size) {HAK_LOCK_INIT, (((obj_size) + 63) & ~(size_t)63), NULL, NULL, NULL}
 
 HAK_HIDDEN void *hak_meta_alloc(hak_meta_pool_t *pool);
 HAK_HIDDEN void hak_meta_free(hak_meta_pool_t *pool, void *obj);
