@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "stress_args.h"
+
 typedef struct {
     double seconds;
     size_t min_size, max_size;
@@ -179,15 +181,6 @@ static void *worker(void *arg) {
     pthread_cond_signal(&sl->cv);
     pthread_mutex_unlock(&sl->mu);
     return NULL;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-') return 0;
-    *out = v;
-    return 1;
 }
 
 static void usage(void) {

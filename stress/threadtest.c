@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "stress_args.h"
+
 typedef struct {
     unsigned threads;
     unsigned long iterations;
@@ -87,15 +89,6 @@ static void *worker(void *arg) {
     }
     free(a);
     return NULL;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-') return 0;
-    *out = v;
-    return 1;
 }
 
 static void usage(void) {

@@ -13,9 +13,9 @@
 #include "hak_pagemap.h"
 #include "hak_sizeclass.h"
 
-/* The class byte of a free slab: one past the last class. The thread cache has a slot for
- * it whose room is always exhausted, so a free into a free slab falls to the slow path
- * (which reports it) without a test of its own on the fast path. */
+/* The class byte of a free slab: one past the last class. Its block-start limit is 0, so a
+ * free into a free slab fails hak_ss_is_block_start and reaches the slow path, which
+ * reports it; the fast path needs no test of its own. */
 #define HAK_SLAB_NONE HAK_SC_MAX
 
 struct hak_ss;

@@ -58,7 +58,6 @@ static uintptr_t make_secret(void) {
 
 static void tc_rooms_init(hak_tc_t *tc) {
     for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) tc->room[sc] = hak_sc_info[sc].tc_cap;
-    tc->room[HAK_SLAB_NONE] = 0;  // any push overflows: see HAK_SLAB_NONE
 }
 
 static void heaps_add(hak_heap_t *h) {
@@ -492,12 +491,6 @@ static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
 void hak_tls_flush_slow(unsigned sc) {
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
-    if (hak_unlikely(sc == HAK_SLAB_NONE)) {
-        void *p = tc->head[sc];
-        tc->head[sc] = NULL;
-        tc->room[sc] = 0;
-        hak_die("free(): invalid pointer (not an allocated block)", p);
-    }
     HAK_STAT_INC(free_flush);
 #if HAK_STATS
     hak_stats_fold_sc(&tc->stats, &h->stats, sc);

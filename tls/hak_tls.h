@@ -21,8 +21,8 @@ typedef struct hak_heap hak_heap_t;
 /* The thread cache. Thread-local, zero-initialised: a new thread's lists are all empty, so
  * its first malloc misses and the refill sets the heap up (no "initialised?" test). */
 typedef struct hak_tc {
-    void *head[HAK_SC_MAX + 1];   /* + the HAK_SLAB_NONE slot, which stays empty */
-    int64_t room[HAK_SC_MAX + 1]; /* tc_cap minus the blocks in head[sc]; < 0: flush */
+    void *head[HAK_SC_MAX];
+    int64_t room[HAK_SC_MAX];     /* tc_cap minus the blocks in head[sc]; < 0: flush */
     hak_heap_t *heap;   /* NULL until the first refill, and again after thread exit */
     int state;          /* HAK_TC_NEW, _INIT (setting up), _ACTIVE, _EXITED */
 #if HAK_STATS
@@ -77,9 +77,9 @@ static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
     unsigned idx = hak_ss_slab_index(ss, p);
     unsigned sc = ss->slab_sc[idx];
     void **b = p;
-    // relaxed: the owner field equals our heap only if we set it; see hak_ss.c. A free
-    // slab (sc == HAK_SLAB_NONE) is caught by its slot's room below. Interior pointers and
-    // blocks carrying the free mark go to the slow path, which reports them.
+    // relaxed: the owner field equals our heap only if we set it; see hak_ss.c. Interior
+    // pointers, pointers into a free slab (its block-start limit is 0) and blocks carrying
+    // the free mark go to the slow path, which reports them; so sc is a live class below.
     if (hak_unlikely(hak_load_relaxed(&ss->owner) != (void *)tc->heap || !hak_ss_is_block_start(ss, p, idx) ||
                      b[1] == (void *)hak_free_key)) {
         hak_tls_free_slow(ss, p, sc);

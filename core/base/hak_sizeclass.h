@@ -33,7 +33,7 @@ extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
  * 2019, for the non-power-of-two case; for a power of two the +1 makes e = size). So
  * n * M < capacity * e holds exactly for the starts of blocks 0..capacity-1: one multiply
  * and one compare reject interior pointers and the unused tail of a span alike. Entry
- * HAK_SC_MAX (a free slab) has M = 1 and e = 0: nothing passes. */
+ * HAK_SC_MAX (a free slab's class) has M = 1 and e = 0: nothing passes. */
 extern HAK_HIDDEN uint64_t hak_sc_magic[HAK_SC_MAX + 1];
 extern HAK_HIDDEN uint64_t hak_sc_unit[HAK_SC_MAX + 1];  /* e */
 HAK_HIDDEN void hak_sc_init(void);
