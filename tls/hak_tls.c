@@ -253,7 +253,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
         }
         if (s->carved < s->capacity) {
             void *head, *tail;
-            unsigned n = hak_slab_carve(s, ci->batch, &head, &tail);
+            unsigned n = hak_slab_carve(s, ci->carve, &head, &tail);
             *(void **)tail = tc->head[sc];
             tc->head[sc] = head;
             tc->room[sc] -= (int64_t)n;

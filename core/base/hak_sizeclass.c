@@ -49,5 +49,11 @@ void hak_sc_init(void) {
         if (cap < 1) cap = 1;
         ci->tc_cap = (uint16_t)cap;
         ci->batch = (uint16_t)(cap > 1 ? cap / 2 : 1);
+        // Carving writes a link into every block it hands out, so it makes those pages
+        // resident. A refill carves about one page's worth (at least 4 blocks), so that a
+        // class in light use costs a page, not a whole batch (up to 32 KiB).
+        uint32_t carve = 4096 / size;
+        if (carve < 4) carve = 4;
+        ci->carve = (uint16_t)(carve < ci->batch ? carve : ci->batch);
     }
 }

@@ -25,6 +25,7 @@ typedef struct hak_sc_info {
     uint16_t capacity;  /* blocks per span */
     uint16_t tc_cap;    /* blocks the thread cache keeps before flushing */
     uint16_t batch;     /* blocks moved per refill or flush */
+    uint16_t carve;     /* blocks carved from a fresh slab per refill (<= batch) */
 } hak_sc_info_t;
 extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
 /* Block-start constants. With M = floor(2^64 / size) + 1 and e = size * M mod 2^64 (so
