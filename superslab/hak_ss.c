@@ -195,6 +195,7 @@ hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
     slab->span = (uint8_t)k;
     slab->index = (uint8_t)i;
     slab->listed = 0;
+    slab->kept = 0;
     slab->start = ss->base + ((size_t)i << HAK_SLAB_SHIFT);
     slab->prev = slab->next = NULL;
     slab->ss = ss;

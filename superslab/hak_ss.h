@@ -33,6 +33,7 @@ typedef struct hak_slab {
     uint8_t span;          /* slabs in the span */
     uint8_t index;         /* index of the head slab in its SuperSlab */
     uint8_t listed;        /* on the owner heap's partial list for sc */
+    uint8_t kept;          /* empty, kept by the owner heap (counted in its kept_bytes) */
     char *start;           /* first block */
     struct hak_slab *prev, *next; /* the owner heap's partial list */
     struct hak_ss *ss;

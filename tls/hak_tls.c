@@ -149,8 +149,19 @@ static void ss_now_empty(hak_heap_t *h, hak_ss_t *ss, int keep_spare) {
     ss_give_back(h, ss);
 }
 
+static size_t span_bytes(const hak_slab_t *s) { return (size_t)s->span << HAK_SLAB_SHIFT; }
+
+// An empty span stops (or starts) counting against its heap's keep budget.
+static void span_unkeep(hak_heap_t *h, hak_slab_t *s) {
+    if (s->kept) {
+        s->kept = 0;
+        h->kept_bytes -= span_bytes(s);
+    }
+}
+
 static void span_give_back(hak_heap_t *h, hak_slab_t *s, int keep_spare) {
     hak_ss_t *ss = s->ss;
+    span_unkeep(h, s);
     if (s->listed) partial_remove(h, s);
     int was_full = ss->free_mask == 0;
     hak_ss_span_end(ss, s);
@@ -161,18 +172,39 @@ static void span_give_back(hak_heap_t *h, hak_slab_t *s, int keep_spare) {
     if (ss->spans == 0) ss_now_empty(h, ss, keep_spare);
 }
 
+// An empty span stays on its partial list, blocks already linked, while the heap keeps
+// under HAK_HEAP_KEEP bytes of them: a program that frees a batch and allocates it again
+// (threadtest) then reuses the spans instead of giving them back and carving them anew. A
+// class's only span is always kept. Thread exit and trim give kept spans back (release_idle).
+#define HAK_HEAP_KEEP ((size_t)1 << 20)
+
+static void span_now_empty(hak_heap_t *h, hak_slab_t *s) {
+    if (s->kept) return;
+    int only = h->partial[s->sc] == s && s->next == NULL;
+    if (!only && h->kept_bytes + span_bytes(s) > HAK_HEAP_KEEP) {
+        span_give_back(h, s, 1);
+        return;
+    }
+    s->kept = 1;
+    h->kept_bytes += span_bytes(s);
+}
+
 // A block comes back to its slab's local free list (owner only, heap lock held).
-static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
-    b[0] = s->free;
-    b[1] = (void *)hak_free_key;
-    s->free = b;
-    s->free_count++;
-    s->used--;
-    HAK_STAT_INC(free_ss_local);
+// Book k blocks (a chain first..last, each already carrying the free mark) returned to s,
+// and give the span back when it became empty.
+static void slab_return_chain(hak_heap_t *h, hak_slab_t *s, void **first, void **last, uint32_t k) {
+    last[0] = s->free;
+    s->free = first;
+    s->free_count += k;
+    s->used -= k;
+    HAK_STAT_ADD(free_ss_local, k);
     if (!s->listed) partial_push(h, s);
-    // An empty span goes back to its SuperSlab, except a small class's only slab (kept
-    // against alloc/free churn at a slab boundary; mid classes have their thread cache).
-    if (s->used == 0 && !(s->span == 1 && h->partial[s->sc] == s && s->next == NULL)) span_give_back(h, s, 1);
+    if (s->used == 0) span_now_empty(h, s);
+}
+
+static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
+    b[1] = (void *)hak_free_key;
+    slab_return_chain(h, s, b, b, 1);
 }
 
 static HAK_INLINE void *pop_quiet(hak_tc_t *tc, unsigned sc) {
@@ -228,6 +260,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
     const hak_sc_info_t *ci = &hak_sc_info[sc];
     hak_slab_t *s;
     while ((s = h->partial[sc]) != NULL) {
+        span_unkeep(h, s);
         if (s->free) {
             // The thread's list is empty here (refill runs on a miss, and returns as soon as
             // the drain found blocks of sc), so the whole local list becomes it in O(1) when
@@ -304,6 +337,10 @@ static void move_ss(hak_heap_t *x, hak_heap_t *h, hak_ss_t *ss) {
         if (s->listed) {
             partial_remove(x, s);
             partial_push(h, s);
+        }
+        if (s->kept) {
+            x->kept_bytes -= span_bytes(s);
+            h->kept_bytes += span_bytes(s);
         }
     }
     // relaxed: a freer that still reads the old owner pushes to x's queue, and whoever
@@ -473,19 +510,26 @@ void *hak_tls_refill_slow(unsigned sc) {
 /* ---- flush and free ------------------------------------------------------------------ */
 
 static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
-    // Consecutive blocks usually share a SuperSlab: look it up once per run.
-    uintptr_t chunk = 0;
-    hak_ss_t *ss = NULL;
-    while (n-- && tc->head[sc]) {
-        void **b = tc->head[sc];
-        tc->head[sc] = b[0];
-        tc->room[sc]++;
-        if (((uintptr_t)b >> HAK_SS_SHIFT) != chunk) {
-            chunk = (uintptr_t)b >> HAK_SS_SHIFT;
-            ss = hak_ss_of(b);
-        }
-        slab_return(h, hak_ss_slab_of(ss, b), b);
+    // The list is in free order, and blocks freed together usually come from one span: each
+    // run of blocks in one span is spliced onto its free list whole, with one lookup.
+    void **b = tc->head[sc];
+    uint32_t moved = 0;
+    while (n && b) {
+        hak_slab_t *s = hak_ss_slab_of(hak_ss_of(b), b);
+        uintptr_t lo = (uintptr_t)s->start, len = (uintptr_t)s->capacity * s->size;
+        void **first = b, **last;
+        uint32_t k = 0;
+        do {
+            b[1] = (void *)hak_free_key;  // carved blocks that were never handed out lack it
+            last = b;
+            b = b[0];
+            k++;
+        } while (--n && b && (uintptr_t)b - lo < len);
+        moved += k;
+        slab_return_chain(h, s, first, last, k);
     }
+    tc->head[sc] = b;
+    tc->room[sc] += moved;
 }
 
 void hak_tls_flush_slow(unsigned sc) {

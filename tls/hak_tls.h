@@ -45,6 +45,7 @@ struct hak_heap {
     hak_ss_t *ss_avail;                 /* owned SuperSlabs with a free slab */
     hak_ss_t *ss_full;                  /* owned SuperSlabs with no free slab */
     hak_ss_t *spare;                    /* one empty SuperSlab kept against churn */
+    size_t kept_bytes;                  /* bytes of empty spans kept on the partial lists */
     size_t ss_count;
     hak_heap_t *all_next;               /* every heap ever made (under the heaps lock) */
 };

@@ -252,7 +252,51 @@ static void t_churn(void) {
     free(seed);
 }
 
+/* A batch freed and allocated again reuses its spans: the heap keeps up to 1 MiB of empty
+ * spans with their blocks still linked, so the second round carves nothing. Beyond that
+ * budget empty spans go back to their SuperSlab (slab_release), so a large batch does not
+ * stay parked in one heap. */
+static void t_batch_reuse(void) {
+    if (!TEST_STATS) exit(77);
+    enum { N = 40000 };  // 40000 * 16 B = 640 KB: ten 64 KiB slabs, under the budget
+    void **p = malloc(N * sizeof *p);
+    CHECK(p != NULL, "out of memory in the test");
+    for (int round = 0; round < 3; round++) {
+        uint64_t carve0 = hak_stat("refill_carve");
+        for (int i = 0; i < N; i++) {
+            p[i] = hak_malloc(16);
+            CHECK(p[i] != NULL, "malloc(16) #%d", i);
+            memset(p[i], round + 1, 16);
+        }
+        for (int i = 0; i < N; i++) {
+            CHECK(((unsigned char *)p[i])[15] == round + 1, "block %d changed", i);
+            hak_free(p[i]);
+        }
+        uint64_t carved = hak_stat("refill_carve") - carve0;
+        if (round == 0) CHECK(carved >= N / 2, "round 0 carved only %llu blocks", (unsigned long long)carved);
+        else CHECK(carved == 0, "round %d carved %llu blocks: the emptied spans were not reused", round,
+                   (unsigned long long)carved);
+    }
+    free(p);
+
+    // 4 MiB of 64-byte blocks: most of the emptied spans must go back
+    enum { M = 65536 };
+    p = malloc(M * sizeof *p);
+    CHECK(p != NULL, "out of memory in the test");
+    uint64_t rel0 = hak_stat("slab_release");
+    for (int i = 0; i < M; i++) {
+        p[i] = hak_malloc(64);
+        CHECK(p[i] != NULL, "malloc(64) #%d", i);
+    }
+    for (int i = 0; i < M; i++) hak_free(p[i]);
+    uint64_t released = hak_stat("slab_release") - rel0;
+    // 64 slabs were filled; at most 1 MiB (16 slabs) may stay kept
+    CHECK(released >= 64 - 16 - 1, "only %llu of 64 emptied slabs released", (unsigned long long)released);
+    free(p);
+}
+
 static const test_case_t cases[] = {
+    {"batch_reuse", t_batch_reuse},
     {"churn", t_churn},
     {"malloc_zero", t_malloc_zero},
     {"null", t_null},
