@@ -41,15 +41,18 @@ HAK_API int hak_trim(size_t pad);
 
 /* Heap summary, the data behind mallinfo2() and malloc_stats(). */
 typedef struct hak_info {
-    size_t mapped_bytes;     /* bytes hakmem holds from the OS (SuperSlabs + large blocks) */
+    size_t mapped_bytes;     /* bytes hakmem holds from the OS (SuperSlabs + large blocks,
+                                live and cached) */
     size_t ss_bytes;         /* bytes in SuperSlabs, including pooled empty ones */
     size_t ss_pooled_bytes;  /* empty SuperSlabs kept for reuse */
-    size_t large_bytes;      /* bytes mapped for large blocks */
+    size_t large_bytes;      /* bytes mapped for live large blocks */
     size_t large_count;      /* live large blocks */
     size_t in_use_bytes;     /* bytes in blocks handed out; the calling thread's cached blocks
                                 count as free, other threads' caches as in use */
     size_t free_bytes;       /* mapped bytes not in use */
     size_t thread_heaps;     /* heaps created (live and orphaned) */
+    size_t large_cached_bytes; /* freed large blocks kept mapped in the BigCache for reuse:
+                                  in mapped_bytes and free_bytes, not in large_bytes */
 } hak_info_t;
 HAK_API void hak_info(hak_info_t *out);
 

@@ -4,23 +4,25 @@
 #include "hak_os.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "hak_stats.h"
 
-static size_t page_size_cached;
+// Racing first calls store the same value; relaxed atomics say so (a plain load on x86).
+static _Atomic size_t page_size_cached;
 
 // Alignment slack above which a mapping is reserved first (see map_aligned).
 #define RESERVE_FIRST ((size_t)256 << 20)
 
 size_t hak_os_page_size(void) {
-    size_t ps = page_size_cached;
+    size_t ps = atomic_load_explicit(&page_size_cached, memory_order_relaxed);
     if (hak_unlikely(ps == 0)) {
         long v = sysconf(_SC_PAGESIZE);
         ps = v > 0 ? (size_t)v : 4096;
-        page_size_cached = ps;
+        atomic_store_explicit(&page_size_cached, ps, memory_order_relaxed);
     }
     return ps;
 }
@@ -71,6 +73,21 @@ uint64_t hak_os_now_ms(void) {
 }
 
 void *hak_os_map(size_t size, size_t align) { return map_aligned(size, align, PROT_READ | PROT_WRITE); }
+
+// Written once by the BigCache (a function pointer, never cleared), read on mmap failure.
+static _Atomic(hak_os_reclaim_fn) reclaim_fn;
+
+void hak_os_set_reclaim(hak_os_reclaim_fn fn) { atomic_store_explicit(&reclaim_fn, fn, memory_order_relaxed); }
+
+void *hak_os_map_reclaim(size_t size, size_t align) {
+    void *p = hak_os_map(size, align);
+    if (hak_likely(p != NULL)) return p;
+    // relaxed: the function it names is code, not data another thread published
+    hak_os_reclaim_fn fn = atomic_load_explicit(&reclaim_fn, memory_order_relaxed);
+    if (fn && fn() > 0) p = hak_os_map(size, align);
+    if (!p) errno = ENOMEM;
+    return p;
+}
 
 void *hak_os_reserve(size_t size, size_t align) { return map_aligned(size, align, PROT_NONE); }
 

@@ -10,6 +10,14 @@
 /* Map size bytes (a multiple of the page size) read-write, aligned to align (a power of two,
  * at least the page size). Returns NULL and sets errno to ENOMEM on failure. */
 HAK_HIDDEN void *hak_os_map(size_t size, size_t align);
+/* A function that gives cached memory back to the OS and returns the bytes it released
+ * (the BigCache registers one). Set once; may be set again to the same function. */
+typedef size_t (*hak_os_reclaim_fn)(void);
+HAK_HIDDEN void hak_os_set_reclaim(hak_os_reclaim_fn fn);
+/* hak_os_map, and when mmap fails, the reclaim function and one more try. The caller must
+ * hold no lock that reclaiming takes (metadata pools, the BigCache), so the metadata pools
+ * and the pagemap use plain hak_os_map. */
+HAK_HIDDEN void *hak_os_map_reclaim(size_t size, size_t align);
 /* Map size bytes with no access, aligned to align: a reservation that mremap fills. */
 HAK_HIDDEN void *hak_os_reserve(size_t size, size_t align);
 /* Unmap [p, p+size). Returns 0 or an errno value. */

@@ -122,7 +122,7 @@ static void report_text(hak_buf_t *b, const snapshot_t *s) {
         const char *title;
         const char *prefix;
     } groups[] = {{"allocation", "alloc_"}, {"free pipeline", "free_"}, {"refill stages", "refill_"},
-                  {"slabs and SuperSlabs", "slab_"}, {"", "ss_"}, {"large path", "large_"},
+                  {"slabs and SuperSlabs", "slab_"}, {"", "ss_"}, {"large path", "large_"}, {"BigCache", "bigcache_"},
                   {"API", "aligned_"}, {"", "realloc_"}, {"", "global_"}, {"threads", "thread_"},
                   {"OS", "os_"}};
     for (unsigned g = 0; g < sizeof groups / sizeof groups[0]; g++) {
@@ -179,15 +179,21 @@ static void report_json(hak_buf_t *b, const snapshot_t *s) {
         hak_buf_u64(b, s->sc_refill[sc]);
         hak_buf_str(b, "}");
     }
-    hak_buf_str(b, "]}}\n");
+    hak_buf_str(b, "]");
 }
 
-void hak_stats_report(int fd, int json) {
+void hak_stats_report(int fd, int json, hak_stats_extra_fn extra) {
     snapshot_t s;
     take_snapshot(&s);
     hak_buf_t b;
     hak_buf_init(&b, fd);
     if (json) report_json(&b, &s);
     else report_text(&b, &s);
+    if (extra) {
+        if (json) hak_buf_str(&b, ",");
+        hak_buf_flush(&b);  // the section writes to fd itself, after what is buffered here
+        extra(fd, json);
+    }
+    if (json) hak_buf_str(&b, "}}\n");
     hak_buf_flush(&b);
 }

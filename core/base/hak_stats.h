@@ -55,6 +55,10 @@ HAK_HIDDEN void hak_stats_add_global(unsigned ctr, uint64_t v);
         else hak_stats_add_global(HAK_CTR_##name, (uint64_t)(v));                                  \
     } while (0)
 #define HAK_STAT_INC(name) HAK_STAT_ADD(name, 1)
+/* A gauge (a level that goes up and down, like bigcache_bytes): one process-wide atomic, so
+ * a report never sees the rise in one block and the fall in another. delta may be negative;
+ * the sum is taken modulo 2^64. */
+#define HAK_STAT_GAUGE(name, delta) hak_stats_add_global(HAK_CTR_##name, (uint64_t)(int64_t)(delta))
 #define HAK_STAT_SC(arr, sc)                                                                       \
     do {                                                                                           \
         if (hak_stats_cur) hak_stats_cur->arr[sc]++;                                               \
@@ -64,6 +68,7 @@ HAK_HIDDEN void hak_stats_add_global(unsigned ctr, uint64_t v);
 #else
 #define HAK_STAT_ADD(name, v) ((void)(v))
 #define HAK_STAT_INC(name) ((void)0)
+#define HAK_STAT_GAUGE(name, delta) ((void)(delta))
 #define HAK_STAT_SC(arr, sc) ((void)(sc))
 #define HAK_STAT_FAST(fast, expr) ((void)0)
 #endif
@@ -77,7 +82,12 @@ HAK_HIDDEN void hak_stats_fold_sc(hak_stats_fast_t *f, hak_stats_block_t *b, uns
 HAK_HIDDEN uint64_t hak_stats_total(unsigned ctr);
 HAK_HIDDEN uint64_t hak_stats_total_sc(int which, unsigned sc);
 HAK_HIDDEN int hak_stats_index(const char *name);
-HAK_HIDDEN void hak_stats_report(int fd, int json);
+/* A section a higher module adds to the report (the front passes the large path's call
+ * sites; core/base never calls up). In JSON it writes one member, "name":value, which the
+ * report places inside its object. */
+typedef void (*hak_stats_extra_fn)(int fd, int json);
+/* Write the report to fd; extra (may be NULL) adds its section before the report closes. */
+HAK_HIDDEN void hak_stats_report(int fd, int json, hak_stats_extra_fn extra);
 /* fork(): the stats lock is held across fork and starts free in the child. */
 HAK_HIDDEN void hak_stats_fork_prepare(void);
 HAK_HIDDEN void hak_stats_fork_parent(void);

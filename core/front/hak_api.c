@@ -18,24 +18,35 @@
 
 #define HAK_FRONT HAK_API __attribute__((flatten))
 
+// The caller's return address: the call-site key of the large path (BigCache rings and
+// site statistics). Written only inside an exported function or an always-inline helper
+// of one (inlined, it names the exported function's caller: GCC and Clang document this),
+// and only on the branch that goes to the large path: evaluated at the top of the function
+// (as an argument, say), GCC loads it in the entry block, one instruction more on the
+// small path.
+#define HAK_SITE() ((uintptr_t)__builtin_return_address(0))
+
 // Here, not in hak_init.c: a static link pulls this object in (it defines malloc), and with
 // it these hooks and everything they call.
 __attribute__((constructor(101))) static void front_constructor(void) { hak_front_init(); }
 __attribute__((destructor(101))) static void front_destructor(void) { hak_front_fini(); }
 
-static HAK_COLD void *malloc_slow(size_t n) {
-    if (n <= HAK_MID_MAX) return hak_tls_alloc(hak_sc_of_mid(n));
+static HAK_COLD void *malloc_mid(size_t n) { return hak_tls_alloc(hak_sc_of_mid(n)); }
+
+static HAK_COLD void *malloc_large(size_t n, uintptr_t site, int zero) {
     if (n > (size_t)PTRDIFF_MAX) {
         errno = ENOMEM;
         return NULL;
     }
     hak_tls_global_init();
-    return hak_large_alloc(n, 0);
+    return hak_large_alloc(n, 0, site, zero);
 }
 
+// Always inline: HAK_SITE() below names the caller of the exported function.
 static HAK_INLINE void *front_malloc(size_t n) {
     if (hak_likely(n <= HAK_SMALL_MAX)) return hak_tls_alloc(hak_sc_of_small(n));
-    return malloc_slow(n);
+    if (n <= HAK_MID_MAX) return malloc_mid(n);
+    return malloc_large(n, HAK_SITE(), 0);
 }
 
 static HAK_COLD void free_not_in_ss(void *p) {
@@ -73,7 +84,7 @@ static size_t block_size(const void *p, const char *who) {
         return s->size;
     }
     hak_large_t *h = hak_large_of(p);
-    if (h && (const char *)p == h->base) return hak_large_usable(h);
+    if (h && (const char *)p == h->base && hak_large_live(h)) return hak_large_usable(h);
     hak_die(who, p);
 }
 
@@ -92,10 +103,11 @@ HAK_FRONT void *hak_calloc(size_t count, size_t size) {
         if (p) memset(p, 0, n);
         return p;
     }
-    return malloc_slow(n);  // fresh mappings read as zero
+    return malloc_large(n, HAK_SITE(), 1);  // fresh mappings read as zero; reused ones are cleared
 }
 
-static void *aligned_core(size_t align, size_t n) {
+// Always inline, for HAK_SITE() (see front_malloc).
+static HAK_INLINE void *aligned_core(size_t align, size_t n) {
     if (align <= HAK_MIN_ALIGN) return front_malloc(n);
     if (n > (size_t)PTRDIFF_MAX) {
         errno = ENOMEM;
@@ -113,7 +125,7 @@ static void *aligned_core(size_t align, size_t n) {
         }
     }
     hak_tls_global_init();
-    return hak_large_alloc(n, align);
+    return hak_large_alloc(n, align, HAK_SITE(), 0);
 }
 
 HAK_FRONT void *hak_realloc(void *p, size_t n) {
@@ -226,17 +238,18 @@ HAK_FRONT void hak_free_aligned_sized(void *p, size_t align, size_t size) {
 HAK_API int hak_trim(size_t pad) {
     (void)pad;
     hak_tls_global_init();
-    return hak_tls_trim() > 0;
+    size_t large = hak_large_trim();  // first: hak_tls_trim counts only what it releases
+    return hak_tls_trim() + large > 0;
 }
 
 HAK_API void hak_info(hak_info_t *out) {
     hak_tls_global_init();
     memset(out, 0, sizeof *out);
     hak_ss_totals(&out->ss_bytes, &out->ss_pooled_bytes);
-    hak_large_totals(&out->large_bytes, &out->large_count);
+    hak_large_totals(&out->large_bytes, &out->large_count, &out->large_cached_bytes);
     size_t in_use_small;
     hak_tls_totals(&in_use_small, &out->thread_heaps);
-    out->mapped_bytes = out->ss_bytes + out->large_bytes;
+    out->mapped_bytes = out->ss_bytes + out->large_bytes + out->large_cached_bytes;
     out->in_use_bytes = in_use_small + out->large_bytes;
     out->free_bytes = out->mapped_bytes - out->in_use_bytes;
 }
@@ -252,7 +265,7 @@ HAK_API uint64_t hak_stat_sc(const char *name, unsigned sc) {
     return UINT64_MAX;
 }
 
-HAK_API void hak_stats_print(int fd, int json) { hak_stats_report(fd, json); }
+HAK_API void hak_stats_print(int fd, int json) { hak_stats_report(fd, json, hak_large_report); }
 
 HAK_API unsigned hak_sc_count(void) { return HAK_SC_MAX; }
 
@@ -270,10 +283,10 @@ static struct mallinfo2 make_mallinfo2(void) {
     m.arena = in.ss_bytes;
     m.ordblks = in.ss_bytes / HAK_SS_SIZE;
     m.hblks = in.large_count;
-    m.hblkhd = in.large_bytes;
+    m.hblkhd = in.large_bytes + in.large_cached_bytes;  // mapped, like arena: cached blocks too
     m.uordblks = in.in_use_bytes - in.large_bytes;
     m.fordblks = in.free_bytes;
-    m.keepcost = in.ss_pooled_bytes;
+    m.keepcost = in.ss_pooled_bytes + in.large_cached_bytes;  // what malloc_trim gives back
     return m;
 }
 
@@ -294,6 +307,8 @@ static void print_malloc_stats(void) {
     hak_buf_u64(&b, in.large_count);
     hak_buf_str(&b, "\nmmap bytes       = ");
     hak_buf_u64(&b, in.large_bytes);
+    hak_buf_str(&b, "\nbigcache bytes   = ");
+    hak_buf_u64(&b, in.large_cached_bytes);
     hak_buf_str(&b, "\nthread heaps     = ");
     hak_buf_u64(&b, in.thread_heaps);
     hak_buf_str(&b, "\n");

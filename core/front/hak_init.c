@@ -59,5 +59,6 @@ void hak_front_init(void) {
 }
 
 void hak_front_fini(void) {
-    if (hak_config.debug) hak_stats_report(report_fd, hak_config.debug == 2);
+    // the large path's call sites ride along as an extra section: core/base never calls up
+    if (hak_config.debug) hak_stats_report(report_fd, hak_config.debug == 2, hak_large_report);
 }

@@ -1,39 +1,62 @@
-/* hak_large.c -- mapped large blocks. */
+/* hak_large.c -- mapped large blocks: size classes, the BigCache's eviction callback, and
+ * resizing. May call: core/base, hak_bigcache (this module). */
 #include "hak_large.h"
 
 #include <errno.h>
+#include <string.h>
 
+#include "hak_bigcache.h"
+#include "hak_config.h"
 #include "hak_meta.h"
 #include "hak_os.h"
 #include "hak_stats.h"
 
+_Static_assert(sizeof(hak_large_t) <= 64, "a large header must fit one 64-byte metadata slot");
+
 static hak_meta_pool_t large_meta = HAK_META_POOL_INIT(sizeof(hak_large_t));
 static _Atomic size_t live_bytes;
 static _Atomic size_t live_count;
+static _Atomic int cache_ready;
 
 // Every large mapping starts on a 2 MiB boundary, so each pagemap chunk belongs to at
 // most one of our regions.
 #define LARGE_ALIGN HAK_SS_SIZE
 
+// A class size for (1 MiB, 64 MiB], the page multiple above; 0 if n cannot be mapped.
 static size_t round_size(size_t n) {
     size_t page = hak_os_page_size();
     if (n > SIZE_MAX - page) return 0;
-    return hak_align_up(n ? n : 1, page);
+    size_t size = hak_align_up(n ? n : 1, page);
+    size_t class_size = hak_bigcache_class_size(size);
+    return class_size ? class_size : size;
 }
 
-void *hak_large_alloc(size_t n, size_t align) {
-    size_t size = round_size(n);
-    if (size == 0 || size > (size_t)PTRDIFF_MAX) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if (align < LARGE_ALIGN) align = LARGE_ALIGN;
+// The eviction callback, and the end of every uncached free: the registry lets go of the
+// range before the kernel does (another thread may map it the moment it is unmapped).
+static void release_block(hak_large_t *h) {
+    hak_pagemap_set((uintptr_t)h->base, h->size, 0);
+    hak_os_unmap(h->base, h->size);
+    hak_meta_free(&large_meta, h);
+    HAK_STAT_INC(large_unmap);
+}
+
+static void account_alloc(hak_large_t *h, uintptr_t site, size_t n, int outcome) {
+    h->site = site;
+    hak_fetch_add_relaxed(&live_bytes, h->size);
+    hak_fetch_add_relaxed(&live_count, 1);
+    HAK_STAT_INC(large_alloc);
+    HAK_STAT_ADD(large_alloc_bytes, n);
+    hak_bigcache_site_alloc(site, n, h->size, outcome);
+}
+
+static HAK_COLD void *map_block(size_t n, size_t size, size_t align, uintptr_t site, int outcome) {
     hak_large_t *h = hak_meta_alloc(&large_meta);
     if (!h) {
         errno = ENOMEM;
         return NULL;
     }
-    char *base = hak_os_map(size, align);
+    // on failure the BigCache's blocks go back to the OS, and the map is tried once more
+    char *base = hak_os_map_reclaim(size, align);
     if (!base) {
         hak_meta_free(&large_meta, h);
         errno = ENOMEM;
@@ -48,11 +71,38 @@ void *hak_large_alloc(size_t n, size_t align) {
         errno = ENOMEM;
         return NULL;
     }
-    hak_fetch_add_relaxed(&live_bytes, size);
-    hak_fetch_add_relaxed(&live_count, 1);
-    HAK_STAT_INC(large_alloc);
-    HAK_STAT_ADD(large_alloc_bytes, n);
+    HAK_STAT_INC(large_map);
+    account_alloc(h, site, n, outcome);
     return base;
+}
+
+void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
+    size_t size = round_size(n);
+    if (size == 0 || size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align < LARGE_ALIGN) align = LARGE_ALIGN;
+    int outcome = 0;  // not cacheable: over-aligned, or outside the classes, or above the bound
+    if (align == LARGE_ALIGN && hak_bigcache_class_size(size) == size && size <= hak_config.bigcache_max) {
+        if (hak_unlikely(!hak_load_relaxed(&cache_ready))) {
+            hak_bigcache_init(release_block);
+            hak_store_relaxed(&cache_ready, 1);
+        }
+        hak_large_t *h = hak_bigcache_get(site, size);
+        if (h) {
+            // the block left the cache under its lock: it is ours alone until returned
+            hak_store_relaxed(&h->live, 1);
+            account_alloc(h, site, n, 1);
+            // Reused pages hold the last owner's data. Clearing them in place beats
+            // MADV_DONTNEED here, which would zero them again in the kernel, one fault per
+            // page, when the caller touches them (docs/DESIGN-NOTES.md, BigCache).
+            if (zero) memset(h->base, 0, n);
+            return h->base;
+        }
+        outcome = 2;
+    }
+    return map_block(n, size, align, site, outcome);
 }
 
 void hak_large_free(hak_large_t *h, void *p) {
@@ -61,12 +111,14 @@ void hak_large_free(hak_large_t *h, void *p) {
     // pairs with itself in a racing second free: exactly one free wins
     if (hak_unlikely(!hak_cas_acq_rel(&h->live, &expected, 0))) hak_die("free(): double free of large block", p);
     size_t size = h->size;
-    hak_pagemap_set((uintptr_t)h->base, size, 0);
-    hak_os_unmap(h->base, size);
     hak_fetch_sub_relaxed(&live_bytes, size);
     hak_fetch_sub_relaxed(&live_count, 1);
-    hak_meta_free(&large_meta, h);
+    hak_bigcache_site_resize(h->site, size, 0);
     HAK_STAT_INC(large_free);
+    // A cached block stays mapped and registered, with live == 0, so a second free of it
+    // is still caught above.
+    if (hak_bigcache_put(h) == 0) return;
+    release_block(h);
 }
 
 // The registry must never name a range that is not ours: chunks a block gives up are cleared
@@ -107,6 +159,7 @@ static void *move_to_new_range(hak_large_t *h, size_t size) {
     size_t old_size = h->size;
     uintptr_t entry = (uintptr_t)h | HAK_PM_TAG_LARGE;
     char *target = hak_os_reserve(size, LARGE_ALIGN);
+    if (!target && hak_bigcache_flush() > 0) target = hak_os_reserve(size, LARGE_ALIGN);
     if (!target) return NULL;
     if (hak_pagemap_set((uintptr_t)target, size, entry) != 0) {
         hak_os_unmap(target, size);
@@ -149,14 +202,32 @@ void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {
     }
     if (h->size > old_size) hak_fetch_add_relaxed(&live_bytes, h->size - old_size);
     else hak_fetch_sub_relaxed(&live_bytes, old_size - h->size);
+    hak_bigcache_site_resize(h->site, old_size, h->size);
     return q;
 }
 
-void hak_large_totals(size_t *bytes, size_t *count) {
+void hak_large_totals(size_t *bytes, size_t *count, size_t *cached_bytes) {
+    size_t cached_count;
     *bytes = hak_load_relaxed(&live_bytes);
     *count = hak_load_relaxed(&live_count);
+    hak_bigcache_totals(cached_bytes, &cached_count);
 }
 
-void hak_large_fork_prepare(void) { hak_meta_fork_prepare(&large_meta); }
-void hak_large_fork_parent(void) { hak_meta_fork_parent(&large_meta); }
-void hak_large_fork_child(void) { hak_meta_fork_child(&large_meta); }
+size_t hak_large_trim(void) { return hak_bigcache_flush(); }
+
+void hak_large_report(int fd, int json) { hak_bigcache_report(fd, json); }
+
+// The cache lock before the metadata pool's: evictions free headers only after dropping
+// the cache lock, so nothing holds the pool's lock while taking the cache's.
+void hak_large_fork_prepare(void) {
+    hak_bigcache_fork_prepare();
+    hak_meta_fork_prepare(&large_meta);
+}
+void hak_large_fork_parent(void) {
+    hak_meta_fork_parent(&large_meta);
+    hak_bigcache_fork_parent();
+}
+void hak_large_fork_child(void) {
+    hak_meta_fork_child(&large_meta);
+    hak_bigcache_fork_child();
+}

@@ -231,6 +231,29 @@ static void t_double_free_large(void) {
     hak_free(q);
 }
 
+/* A freed large block waits in the BigCache, still mapped and registered but marked free:
+ * freeing it again, reallocating it or asking its size must still abort. The parent frees
+ * it, so the child inherits it cached and misuses it from there. */
+static void t_double_free_cached(void) {
+    hak_info_t before, after;
+    hak_info(&before);
+    void *p = hak_malloc(3 * MiB);
+    CHECK(p != NULL, "malloc");
+    memset(p, 1, 4096);
+    hak_free(p);
+    hak_info(&after);
+    if (after.large_cached_bytes == before.large_cached_bytes) {
+        printf("   the BigCache did not keep the block (HAKMEM_BIGCACHE_MAX=0?): nothing to check\n");
+        exit(TEST_SKIP);
+    }
+    expect_abort("double free of a 3 MiB block in the BigCache", do_free, p, p);
+    expect_abort("realloc of a 3 MiB block in the BigCache", do_realloc_foreign, p, p);
+    expect_abort("usable_size of a 3 MiB block in the BigCache", do_usable_size, p, p);
+    void *q = hak_malloc(3 * MiB);  // the cached block again: live, and freeable once
+    CHECK(q == p, "malloc(3 MiB) did not reuse the cached block (%p, cached %p)", q, p);
+    hak_free(q);
+}
+
 static void t_free_stack(void) {
     char local[64];
     memset(local, 1, sizeof local);
@@ -375,6 +398,7 @@ static const test_case_t cases[] = {
     {"double_free_after_remote_free", t_double_free_after_remote_free},
     {"double_free_mid", t_double_free_mid},
     {"double_free_large", t_double_free_large},
+    {"double_free_cached", t_double_free_cached},
     {"free_stack", t_free_stack},
     {"free_system_malloc", t_free_system_malloc},
     {"free_interior_small", t_free_interior_small},

@@ -9,8 +9,9 @@
 static void info_sane(const hak_info_t *in, const char *when) {
     CHECK(in->mapped_bytes >= in->in_use_bytes, "%s: mapped %zu < in use %zu", when, in->mapped_bytes,
           in->in_use_bytes);
-    CHECK(in->mapped_bytes == in->ss_bytes + in->large_bytes, "%s: mapped %zu != ss %zu + large %zu", when,
-          in->mapped_bytes, in->ss_bytes, in->large_bytes);
+    CHECK(in->mapped_bytes == in->ss_bytes + in->large_bytes + in->large_cached_bytes,
+          "%s: mapped %zu != ss %zu + large %zu + cached %zu", when, in->mapped_bytes, in->ss_bytes, in->large_bytes,
+          in->large_cached_bytes);
     CHECK(in->free_bytes == in->mapped_bytes - in->in_use_bytes, "%s: free %zu != mapped %zu - in use %zu", when,
           in->free_bytes, in->mapped_bytes, in->in_use_bytes);
     CHECK(in->ss_pooled_bytes <= in->ss_bytes, "%s: pooled %zu > ss %zu", when, in->ss_pooled_bytes, in->ss_bytes);
