@@ -89,7 +89,8 @@ hak_ss_t *hak_ss_acquire(void *owner, int *from_pool) {
         errno = ENOMEM;
         return NULL;
     }
-    char *base = hak_os_map(HAK_SS_SIZE, HAK_SS_SIZE);
+    // no lock held: on failure the BigCache may give its blocks back first
+    char *base = hak_os_map_reclaim(HAK_SS_SIZE, HAK_SS_SIZE);
     if (!base) {
         hak_meta_free(&ss_meta, ss);
         errno = ENOMEM;
@@ -135,12 +136,12 @@ void hak_ss_release(hak_ss_t *ss) {
 }
 
 // Purge pooled SuperSlabs that have waited HAKMEM_DECAY_MS, and beyond the newest
-// HAKMEM_SS_POOL / 8 (at least 1) any that still hold pages, so that the pool costs at most
+// HAKMEM_SS_POOL / 4 (at least 1) any that still hold pages, so that the pool costs at most
 // that much RSS. They leave the pool while their pages are purged (nobody may start using
 // one meanwhile) and come back at the old end.
 static void pool_decay(void) {
     uint64_t now = hak_os_now_ms();
-    size_t dirty_max = hak_config.ss_pool_max / 8 ? hak_config.ss_pool_max / 8 : 1;
+    size_t dirty_max = hak_config.ss_pool_max / 4 ? hak_config.ss_pool_max / 4 : 1;
     size_t dirty_seen = 0;
     hak_ss_t *expired = NULL;
     hak_lock(&pool_lock);
