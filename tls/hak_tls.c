@@ -32,6 +32,7 @@ static pthread_key_t tc_key;
 static int tc_key_ok;  // pthread_key_create succeeded (written once, under init_lock)
 
 static void thread_exit(void *arg);
+static void remote_batch_flush(hak_tc_t *tc);
 
 // The heap of threads that have no cache of their own (exited, or re-entering malloc while
 // their cache is being set up). Used under its lock; everyone else frees into it remotely.
@@ -477,6 +478,7 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     tc_rooms_init(tc);  // before tc->heap: frees reach the cache only once heap is set
     tc->heap = h;
     tc->state = HAK_TC_ACTIVE;
+    tc->rb_armed = tc_key_ok;
     hak_stats_cur = &h->stats;
 #if HAK_STATS
     hak_stats_fast_cur = &tc->stats;
@@ -496,6 +498,7 @@ void *hak_tls_refill_slow(unsigned sc) {
         if (!h) return global_alloc(sc);
         if (tc->head[sc]) return pop_block(tc, sc);
     }
+    remote_batch_flush(tc);
     hak_lock(&h->lock);
     int ok = refill_locked(tc, h, sc);
     hak_unlock(&h->lock);
@@ -550,6 +553,47 @@ static int list_contains(void **list, const void *p, uint32_t limit) {
     return 0;
 }
 
+/* ---- remote frees, batched per destination ----------------------------------------- */
+
+// A thread that frees many blocks of one other heap (a consumer) gathers them and pushes
+// them as one chain: one CAS on the owner's queue per batch instead of one per block. At
+// most HAK_RB_COUNT blocks or HAK_RB_BYTES bytes wait, and only while the thread runs: a
+// free for another heap, thread exit, trim and every refill push the batch.
+#define HAK_RB_COUNT 64
+#define HAK_RB_BYTES (64u << 10)
+
+// Batching needs a thread whose exit pushes the batch: one with a heap, or a thread that
+// only frees (a consumer), for which the exit key is set here without making a heap.
+static int remote_batch_armed(hak_tc_t *tc) {
+    if (hak_likely(tc->rb_armed)) return 1;
+    if (tc->state != HAK_TC_NEW || !tc_key_ok) return 0;  // exited, setting up, or no key
+    tc->rb_armed = 1;  // before the call: it may allocate, and that malloc sets the heap up
+    if (pthread_setspecific(tc_key, tc) != 0) tc->rb_armed = 0;
+    return tc->rb_armed;
+}
+
+static void remote_batch_flush(hak_tc_t *tc) {
+    if (!tc->rb_count) return;
+    hak_remote_push_chain(&tc->rb_heap->remote, tc->rb_head, tc->rb_tail);
+    HAK_STAT_INC(free_remote_batches);
+    tc->rb_head = tc->rb_tail = NULL;
+    tc->rb_heap = NULL;
+    tc->rb_count = tc->rb_bytes = 0;
+}
+
+static void remote_batch_add(hak_tc_t *tc, hak_heap_t *owner, void **b, uint32_t size) {
+    if (tc->rb_heap != owner) {
+        remote_batch_flush(tc);
+        tc->rb_heap = owner;
+    }
+    b[0] = tc->rb_head;
+    if (!tc->rb_head) tc->rb_tail = b;
+    tc->rb_head = b;
+    tc->rb_count++;
+    tc->rb_bytes += size;
+    if (tc->rb_count >= HAK_RB_COUNT || tc->rb_bytes >= HAK_RB_BYTES) remote_batch_flush(tc);
+}
+
 void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
     if (hak_unlikely(sc == HAK_SLAB_NONE)) hak_die("free(): invalid pointer (not an allocated block)", p);
     hak_tc_t *tc = &hak_tc;
@@ -581,8 +625,12 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
         return;
     }
     b[1] = (void *)hak_free_key;
-    hak_remote_push(&owner->remote, b);
     HAK_STAT_INC(free_ss_remote);
+    if (remote_batch_armed(tc)) {
+        remote_batch_add(tc, owner, b, hak_sc_info[sc].size);
+        return;
+    }
+    hak_remote_push(&owner->remote, b);  // exited, or no exit key: nobody would flush
 }
 
 /* ---- thread exit, trim -------------------------------------------------------------- */
@@ -611,7 +659,12 @@ static void thread_exit(void *arg) {
     (void)arg;
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
-    if (!h) return;
+    remote_batch_flush(tc);
+    tc->rb_armed = 0;
+    if (!h) {  // a thread that only freed: later frees push block by block
+        tc->state = HAK_TC_EXITED;
+        return;
+    }
     hak_lock(&h->lock);
     flush_all(tc, h);
     h->owned = 0;
@@ -632,6 +685,7 @@ size_t hak_tls_trim(void) {
     size_t before = hak_stats_total(HAK_CTR_os_purge_bytes) + hak_stats_total(HAK_CTR_os_unmap_bytes);
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
+    remote_batch_flush(tc);
     if (h) {
         hak_lock(&h->lock);
         flush_all(tc, h);

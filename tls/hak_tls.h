@@ -28,6 +28,12 @@ typedef struct hak_tc {
 #if HAK_STATS
     hak_stats_fast_t stats; /* the fast paths' counters (core/base/hak_stats.h) */
 #endif
+    /* Frees of other heaps' blocks, gathered for one heap and pushed onto its queue with
+     * one CAS (hak_tls.c: remote_batch_add). Cold: after the fast-path fields. */
+    void *rb_head, *rb_tail;
+    hak_heap_t *rb_heap;
+    uint32_t rb_count, rb_bytes;
+    int rb_armed;       /* the exit key is set, so thread exit pushes the batch */
 } hak_tc_t;
 
 enum { HAK_TC_NEW = 0, HAK_TC_INIT, HAK_TC_ACTIVE, HAK_TC_EXITED };
