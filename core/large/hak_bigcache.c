@@ -163,7 +163,7 @@ hak_large_t *hak_bigcache_get(uintptr_t site, size_t size) {
     uint64_t now = hak_os_now_ms();
     unsigned s = site_index(site), c = hak_bigcache_class_index(size);
     hak_large_t *h = NULL, *victims = NULL;
-    int fallback = 0, larger = 0;
+    int fallback = 0, larger = 0, split = 0;
     hak_lock(&cache_lock);
     if (cache.count) {
         // the site's ring, most recent write first (its pages are the likeliest in cache)
@@ -180,6 +180,10 @@ hak_large_t *hak_bigcache_get(uintptr_t site, size_t size) {
         if (!h && (h = cache.tail[c]) != NULL) fallback = 1;
         for (unsigned up = c + 1; !h && up <= c + LARGER_CLASSES && up < HAK_LARGE_CLASS_COUNT; up++)
             if ((h = cache.tail[up]) != NULL) larger = 1;
+        // then the smallest of any larger class: the caller cuts it down to the request's
+        // class and unmaps the rest, which beats mapping (and faulting in) a new block
+        for (unsigned up = c + LARGER_CLASSES + 1; !h && up < HAK_LARGE_CLASS_COUNT; up++)
+            if ((h = cache.tail[up]) != NULL) split = 1;
         if (h) unlink_entry(h);
     }
     unsigned decayed = decay_entries(now, &victims);
@@ -190,6 +194,7 @@ hak_large_t *hak_bigcache_get(uintptr_t site, size_t size) {
         HAK_STAT_INC(bigcache_hit);
         if (fallback) HAK_STAT_INC(bigcache_hit_fallback);
         if (larger) HAK_STAT_INC(bigcache_hit_larger);
+        if (split) HAK_STAT_INC(bigcache_hit_split);
     } else {
         HAK_STAT_INC(bigcache_miss);
     }

@@ -48,7 +48,9 @@ HAK_HIDDEN void hak_bigcache_init(hak_bigcache_evict_fn evict);
 
 /* A cached block for a request of class size `size`, taken out of the cache: one of that
  * class from the ring of the site's entry first, then the newest of the class from any
- * site, then the newest of the next two classes up (its size is then larger). NULL on a
+ * site, then the newest of the next two classes up (its size is then larger), then the
+ * newest of the smallest larger class (bigcache_hit_split: more than two classes up, the
+ * caller cuts it down to `size`). NULL on a
  * miss. Counts bigcache_hit / bigcache_hit_fallback / bigcache_miss, and evicts entries
  * older than HAKMEM_DECAY_MS on the way. The caller marks the block live. */
 HAK_HIDDEN struct hak_large *hak_bigcache_get(uintptr_t site, size_t size);

@@ -76,6 +76,8 @@ static HAK_COLD void *map_block(size_t n, size_t size, size_t align, uintptr_t s
     return base;
 }
 
+static void *shrink_inplace(hak_large_t *h, size_t size);
+
 void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
     size_t size = round_size(n);
     if (size == 0 || size > (size_t)PTRDIFF_MAX) {
@@ -93,6 +95,9 @@ void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
         if (h) {
             // the block left the cache under its lock: it is ours alone until returned
             hak_store_relaxed(&h->live, 1);
+            // A block more than two classes up (more than 1.5 times the class) is cut down
+            // to the class: its tail goes back to the OS. If the unmap fails it stays whole.
+            if (h->size > size + size / 2) shrink_inplace(h, size);
             account_alloc(h, site, n, 1);
             // Reused pages hold the last owner's data. Clearing them in place beats
             // MADV_DONTNEED here, which would zero them again in the kernel, one fault per

@@ -214,10 +214,18 @@ static void t_fallback(void) {
           hak_usable_size(r), (void *)pa);
     CHECK(stat("bigcache_hit_larger") == larger0 + 1, "bigcache_hit_larger did not count");
     hak_free(r);
-    // but not one three classes up: a 1.75 MiB-class request maps afresh
+    // one three classes up is cut down: a 1.75 MiB-class request gets the 3 MiB block's
+    // first 1.75 MiB (its pages already faulted in), and the rest goes back to the OS
+    uint64_t split0 = stat("bigcache_hit_split"), map0 = stat("large_map");
+    size_t cached0 = cached_bytes();  // the 3 MiB block and distinct_sites' blocks
     char *s = b(MiB + 512 * KiB + 1);
-    CHECK(s != pa && hak_usable_size(s) == MiB + 768 * KiB, "a 1.75 MiB-class request took the 3 MiB block");
+    CHECK(s == pa && hak_usable_size(s) == MiB + 768 * KiB, "a 1.75 MiB-class request got %p (usable %zu), not %p cut down",
+          (void *)s, hak_usable_size(s), (void *)pa);
+    CHECK(stat("bigcache_hit_split") == split0 + 1 && stat("large_map") == map0, "one split hit and no mapping expected");
+    CHECK(s[4095] == 0x5a, "the cut-down block lost its first page");
     hak_free(s);
+    CHECK(cached_bytes() == cached0 - 3 * MiB + MiB + 768 * KiB, "cached %zu after the cut-down block came back, %zu before",
+          cached_bytes(), cached0);
 }
 
 /* HAKMEM_BIGCACHE_MAX=8M (set by CTest): cached bytes never exceed it; the oldest go. */
@@ -266,13 +274,13 @@ static void t_decay(void) {
     CHECK(cached_bytes() == 7 * MiB, "cached %zu right after, expected 7 MiB", cached_bytes());
     sleep_ms(400);
     CHECK(cached_bytes() == 7 * MiB, "entries left without a large operation (no idle purge yet)");
-    char *q = site0(3 * MiB);  // a miss: its lookup evicts what decayed
+    char *q = site0(6 * MiB);  // a miss (no cached block is that large): its lookup evicts what decayed
     CHECK(q != NULL && q != p, "malloc(3 MiB)");
     CHECK(cached_bytes() == 0, "cached %zu after the decay time, expected 0", cached_bytes());
     if (TEST_STATS)
         CHECK(hak_stat("bigcache_decay_evict") - d0 == 2, "decay evictions %" PRIu64, hak_stat("bigcache_decay_evict") - d0);
     hak_free(q);
-    CHECK(cached_bytes() == 3 * MiB, "the fresh free was not cached");
+    CHECK(cached_bytes() == 6 * MiB, "the fresh free was not cached");
     info_sane("decay");
 }
 
