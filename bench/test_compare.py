@@ -1,7 +1,8 @@
 """Tests of bench/compare (CTest compare.selftest, label bench).
 
 1. The summary: medians, failed runs left out, ratios to the best for throughput rows
-   (higher is better) and time rows (lower is better), and RSS ratios to the lowest.
+   (higher is better) and time rows (lower is better), RSS ratios to the lowest, and the
+   first / tied / behind verdict.
 2. A real run: `bench/compare --quick --rows ^json$ --allocators "hakmem glibc"` on the
    programs already built, into a temporary results folder; the CSV must hold one ok line
    per round and allocator with a plausible value and peak RSS, and the markdown a row with
@@ -55,6 +56,22 @@ class Summary(unittest.TestCase):
         self.assertEqual(la["ratio"], 1.0)          # 10 ns is the best time
         self.assertEqual(lb["ratio"], 3.0)          # median 30 / 10
 
+    def test_verdict(self):
+        c = load_compare()
+        rows = [("tp", "p", "", "", "ops_per_s", True)]
+
+        def run(alloc, value):
+            return {"row": "tp", "alloc": alloc, "value": value, "rss_kb": 1, "minflt": 0,
+                    "majflt": 0, "status": "ok"}
+
+        # b's best round (95) reaches a's worst (90): tied; c's (80) does not: behind
+        runs = [run("a", v) for v in (90, 100, 110)] + [run("b", v) for v in (70, 80, 95)] + \
+               [run("c", v) for v in (60, 70, 80)]
+        cells = c.summarize(rows, ["a", "b", "c"], runs)["tp"][2]
+        self.assertEqual(c.verdict(cells, "a", True), "first")
+        self.assertEqual(c.verdict(cells, "b", True), "tied (ranges overlap)")
+        self.assertEqual(c.verdict(cells, "c", True), "behind")
+
     def test_metric_parsing(self):
         c = load_compare()
         self.assertEqual(c.parse_metric("x ops_per_s=1.5e6 y", "ops_per_s"), 1.5e6)
@@ -82,8 +99,9 @@ class RealRun(unittest.TestCase):
                 self.assertLess(int(l["peak_rss_kb"]), 200 * 1024)
             md = open(os.path.join(out, "compare.md")).read()
             row = [l for l in md.splitlines() if l.startswith("| json |")]
-            self.assertEqual(len(row), 4)           # speed, RSS, faults, spread tables
-            self.assertIn("(1.00)**", row[0])      # one best cell in the speed table
+            self.assertEqual(len(row), 5)           # standing, speed, RSS, faults, spread tables
+            self.assertRegex(row[0], r"\| (first|tied \(ranges overlap\)|behind) \|")
+            self.assertIn("(1.00)**", row[1])      # one best cell in the speed table
 
 
 if __name__ == "__main__":
