@@ -649,10 +649,10 @@ static void release_idle(hak_heap_t *h) {
     h->spare = NULL;
 }
 
-static void flush_all(hak_tc_t *tc, hak_heap_t *h) {
+static void flush_all(hak_tc_t *tc, hak_heap_t *h, int release) {
     for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) flush_blocks(tc, h, sc, UINT32_MAX);
     drain_queue(NULL, h, &h->remote);
-    release_idle(h);
+    if (release) release_idle(h);
 }
 
 static void thread_exit(void *arg) {
@@ -666,7 +666,7 @@ static void thread_exit(void *arg) {
         return;
     }
     hak_lock(&h->lock);
-    flush_all(tc, h);
+    flush_all(tc, h, 0);
     h->owned = 0;
     hak_store_relaxed(&h->owner_tc, NULL);
     hak_unlock(&h->lock);
@@ -688,7 +688,7 @@ size_t hak_tls_trim(void) {
     remote_batch_flush(tc);
     if (h) {
         hak_lock(&h->lock);
-        flush_all(tc, h);
+        flush_all(tc, h, 1);
         for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) hak_ss_purge_free(ss);
         hak_unlock(&h->lock);
     }
