@@ -60,12 +60,6 @@ typedef struct {
 static params_t P;
 static pthread_barrier_t start_barrier;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* the first value of byte j of the object of iteration it in thread t */
 static inline unsigned char pat(unsigned t, unsigned long it, size_t j) {
     return (unsigned char)((t * 131u) ^ (unsigned)(it * 17u) ^ (unsigned)(j * 7u));

@@ -64,19 +64,6 @@ static size_t nslots;
 static double t_start;
 static double round_len;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static size_t rand_size(uint64_t *rng) {
     return P.min_size + (size_t)(splitmix(rng) % (uint64_t)(P.max_size - P.min_size + 1));
 }

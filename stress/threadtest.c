@@ -39,12 +39,6 @@ typedef struct {
 
 static pthread_barrier_t start_barrier;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* the pattern byte j of object i in iteration it of thread t */
 static inline unsigned char pat(unsigned t, unsigned long it, size_t i, size_t j) {
     return (unsigned char)((t * 131u) ^ (unsigned)(it * 17u) ^ (unsigned)(i * 7u) ^ (unsigned)j);
