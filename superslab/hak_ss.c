@@ -70,7 +70,6 @@ static void pool_push(hak_ss_t *ss, int at_head) {
 }
 
 static void unmap_ss(hak_ss_t *ss);
-static void pool_decay(void);
 
 hak_ss_t *hak_ss_acquire(void *owner, int *from_pool) {
     hak_lock(&pool_lock);
@@ -80,7 +79,7 @@ hak_ss_t *hak_ss_acquire(void *owner, int *from_pool) {
     if (ss) {
         *from_pool = 1;
         reset_ss(ss, owner);
-        pool_decay();
+        hak_ss_pool_decay();
         return ss;
     }
     *from_pool = 0;
@@ -105,6 +104,8 @@ hak_ss_t *hak_ss_acquire(void *owner, int *from_pool) {
         errno = ENOMEM;
         return NULL;
     }
+    // HAKMEM_THP=1 only: one huge page makes the whole SuperSlab resident at its first block
+    if (hak_config.thp_ss) hak_os_advise_huge(base, HAK_SS_SIZE);
     hak_fetch_add_relaxed(&ss_mapped, 1);
     return ss;
 }
@@ -132,14 +133,14 @@ void hak_ss_release(hak_ss_t *ss) {
     hak_unlock(&pool_lock);
     HAK_STAT_INC(ss_release_pool);
     if (evict) unmap_ss(evict);
-    pool_decay();
+    hak_ss_pool_decay();
 }
 
 // Purge pooled SuperSlabs that have waited HAKMEM_DECAY_MS, and beyond the newest
 // HAKMEM_SS_POOL / 4 (at least 1) any that still hold pages, so that the pool costs at most
 // that much RSS. They leave the pool while their pages are purged (nobody may start using
 // one meanwhile) and come back at the old end.
-static void pool_decay(void) {
+void hak_ss_pool_decay(void) {
     uint64_t now = hak_os_now_ms();
     size_t dirty_max = hak_config.ss_pool_max / 4 ? hak_config.ss_pool_max / 4 : 1;
     size_t dirty_seen = 0;
@@ -239,6 +240,22 @@ unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head, void **tai
     *head = first;
     *tail = p;
     return n;
+}
+
+size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
+    size_t page = hak_os_page_size(), bytes = 0;
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
+        if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
+        hak_slab_t *s = &ss->slabs[i];
+        if (s->size < 2 * page) continue;
+        for (void **b = s->free; b; b = b[0]) {
+            uintptr_t lo = hak_align_up((uintptr_t)b + 2 * sizeof(void *), page);
+            uintptr_t hi = ((uintptr_t)b + s->size) & ~(uintptr_t)(page - 1);
+            if (hi > lo && hak_os_purge((void *)lo, hi - lo) == 0) bytes += hi - lo;
+        }
+    }
+    HAK_STAT_ADD(ss_purge_block_bytes, bytes);
+    return bytes;
 }
 
 size_t hak_ss_purge_free(hak_ss_t *ss) {

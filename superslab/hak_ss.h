@@ -101,8 +101,15 @@ HAK_HIDDEN void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab);
 HAK_HIDDEN unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head, void **tail);
 /* MADV_DONTNEED the free slabs of ss that were touched. Returns the bytes purged. */
 HAK_HIDDEN size_t hak_ss_purge_free(hak_ss_t *ss);
+/* MADV_DONTNEED the whole pages inside the free blocks on the local free lists of every span
+ * in ss (blocks of at least two pages; each keeps the page that holds its link and free
+ * mark). The owner heap's lock held. Returns the bytes purged. */
+HAK_HIDDEN size_t hak_ss_purge_free_blocks(hak_ss_t *ss);
 /* Unmap every pooled SuperSlab. Returns the bytes released. */
 HAK_HIDDEN size_t hak_ss_pool_trim(void);
+/* Purge pooled SuperSlabs that waited HAKMEM_DECAY_MS, and the dirty ones beyond the newest
+ * HAKMEM_SS_POOL / 4 (releases, acquisitions and the purge thread call it). */
+HAK_HIDDEN void hak_ss_pool_decay(void);
 /* Totals for hak_info: SuperSlabs mapped and pooled. */
 HAK_HIDDEN void hak_ss_totals(size_t *mapped, size_t *pooled);
 HAK_HIDDEN void hak_ss_fork_prepare(void);

@@ -24,6 +24,14 @@ uintptr_t hak_free_key;
 static hak_meta_pool_t heap_meta = HAK_META_POOL_INIT(sizeof(hak_heap_t));
 static hak_lock_t heaps_lock = HAK_LOCK_INIT;
 static hak_heap_t *heaps_all;
+static void (*_Atomic idle_hook)(void);
+
+void hak_tls_set_idle_hook(void (*fn)(void)) { hak_store_relaxed(&idle_hook, fn); }
+
+static void idle_kick(void) {
+    void (*fn)(void) = hak_load_relaxed(&idle_hook);
+    if (fn) fn();
+}
 static size_t heaps_made;
 
 static hak_lock_t init_lock = HAK_LOCK_INIT;
@@ -500,6 +508,7 @@ void *hak_tls_refill_slow(unsigned sc) {
     }
     remote_batch_flush(tc);
     hak_lock(&h->lock);
+    h->epoch++;
     int ok = refill_locked(tc, h, sc);
     hak_unlock(&h->lock);
     if (!ok) return NULL;
@@ -543,8 +552,10 @@ void hak_tls_flush_slow(unsigned sc) {
     hak_stats_fold_sc(&tc->stats, &h->stats, sc);
 #endif
     hak_lock(&h->lock);
+    h->epoch++;
     flush_blocks(tc, h, sc, hak_sc_info[sc].batch);
     hak_unlock(&h->lock);
+    idle_kick();
 }
 
 static int list_contains(void **list, const void *p, uint32_t limit) {
@@ -679,6 +690,49 @@ static void thread_exit(void *arg) {
     tc->heap = NULL;
     tc->state = HAK_TC_EXITED;  // later mallocs in this thread use the global heap
     hak_orphan_push(&h->orphan);
+    idle_kick();
+}
+
+// Give back what heap x (not the caller's) holds free: drain its queue into its slabs, give
+// its empty spans and spare to the pool, purge its SuperSlabs' free slabs. Under x's lock,
+// which its owner takes for every slow path; the owner's fast paths touch only its thread
+// cache, and spans with blocks in that cache are not empty. Skipped if x is busy.
+// Purge what heap h holds free: its SuperSlabs' free slabs, and the pages inside free mid
+// blocks of its spans that still have live blocks (a finished phase leaves those behind).
+static void purge_heap(hak_heap_t *h) {
+    for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) {
+        hak_ss_purge_free(ss);
+        hak_ss_purge_free_blocks(ss);
+    }
+    for (hak_ss_t *ss = h->ss_full; ss; ss = ss->next) hak_ss_purge_free_blocks(ss);
+}
+
+// only_idle: the purge thread (any heap that ran no slow path since its last look);
+// otherwise trim (heaps another thread owns; orphans it handles itself).
+static int release_heap(hak_heap_t *x, int only_idle) {
+    if (!hak_trylock(&x->lock)) return 0;
+    int done = 0;
+    if (!only_idle && !x->owned) {
+        // an orphan, trimmed separately: nothing here
+    } else if (!only_idle || (x->epoch == x->purge_epoch && !x->purged)) {
+        drain_queue(NULL, x, &x->remote);
+        release_idle(x);
+        purge_heap(x);
+        x->purged = 1;
+        done = 1;
+    } else if (x->epoch != x->purge_epoch) {
+        x->purge_epoch = x->epoch;
+        x->purged = 0;
+    }
+    hak_unlock(&x->lock);
+    return done;
+}
+
+static hak_heap_t *heaps_head(void) {
+    hak_lock(&heaps_lock);
+    hak_heap_t *h = heaps_all;  // the list only grows at its head; all_next never changes
+    hak_unlock(&heaps_lock);
+    return h;
 }
 
 size_t hak_tls_trim(void) {
@@ -689,7 +743,7 @@ size_t hak_tls_trim(void) {
     if (h) {
         hak_lock(&h->lock);
         flush_all(tc, h, 1);
-        for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) hak_ss_purge_free(ss);
+        purge_heap(h);
         hak_unlock(&h->lock);
     }
     // Orphaned heaps belong to nobody: take them all off the list, drain their queues into
@@ -707,14 +761,24 @@ size_t hak_tls_trim(void) {
         if (hak_trylock(&x->lock)) {
             drain_queue(NULL, x, &x->remote);
             release_idle(x);
-            for (hak_ss_t *ss = x->ss_avail; ss; ss = ss->next) hak_ss_purge_free(ss);
+            purge_heap(x);
             hak_unlock(&x->lock);
         }
         hak_orphan_push(o);
     }
+    // Heaps that other threads own: what their slabs hold free (their thread caches stay).
+    for (hak_heap_t *x = heaps_head(); x; x = x->all_next)
+        if (x != h && release_heap(x, 0)) HAK_STAT_INC(trim_other_heaps);
     hak_ss_pool_trim();
     size_t after = hak_stats_total(HAK_CTR_os_purge_bytes) + hak_stats_total(HAK_CTR_os_unmap_bytes);
     return after - before;
+}
+
+void hak_tls_purge_idle(void) {
+    HAK_STAT_INC(purge_passes);
+    for (hak_heap_t *h = heaps_head(); h; h = h->all_next)
+        if (release_heap(h, 1)) HAK_STAT_INC(purge_idle_heaps);
+    hak_ss_pool_decay();
 }
 
 void hak_tls_totals(size_t *in_use, size_t *heaps) {

@@ -52,6 +52,9 @@ struct hak_heap {
     hak_ss_t *ss_full;                  /* owned SuperSlabs with no free slab */
     hak_ss_t *spare;                    /* one empty SuperSlab kept against churn */
     size_t kept_bytes;                  /* bytes of empty spans kept on the partial lists */
+    uint64_t epoch;                     /* slow paths run (refill, flush), under the lock */
+    uint64_t purge_epoch;               /* epoch at the purge thread's last look */
+    int purged;                         /* given back since epoch last moved */
     size_t ss_count;
     hak_heap_t *all_next;               /* every heap ever made (under the heaps lock) */
 };
@@ -102,6 +105,12 @@ static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
 /* Give free memory back: flush this thread's cache, release empty SuperSlabs, purge free
  * slabs, unmap the pool. Returns bytes released. */
 HAK_HIDDEN size_t hak_tls_trim(void);
+/* The purge thread's pass: heaps that ran no slow path since the last pass give back their
+ * empty spans and free slabs, then the SuperSlab pool decays. */
+HAK_HIDDEN void hak_tls_purge_idle(void);
+/* A function the thread cache calls, with no lock held, after a flush or a thread exit made
+ * memory free (the front's purge-thread kick). Set once, at load. */
+HAK_HIDDEN void hak_tls_set_idle_hook(void (*fn)(void));
 /* Bytes in blocks handed out (thread caches included) and heaps made. */
 HAK_HIDDEN void hak_tls_totals(size_t *in_use, size_t *heaps);
 HAK_HIDDEN void hak_tls_fork_prepare(void);

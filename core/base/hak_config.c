@@ -1,11 +1,25 @@
-/* hak_config.c -- reads HAKMEM_* once. getenv() does not allocate. */
+/* hak_config.c -- reads HAKMEM_* once. getenv() does not allocate. Under HAKMEM_THP=auto it
+ * also reads the kernel's THP setting (hak_os, no allocation either). */
 #include "hak_config.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-hak_config_t hak_config = {0, 1, 32, 1000, (size_t)64 << 20};
+#include "hak_os.h"
+
+hak_config_t hak_config = {
+    .debug = 0,
+    .check = 1,
+    .ss_pool_max = 32,
+    .decay_ms = 1000,
+    .bigcache_max = (size_t)64 << 20,
+    .purge_thread = 1,
+    .thp = HAK_THP_AUTO,
+    .thp_min = (size_t)2 << 20,
+    .thp_large_min = SIZE_MAX,
+    .thp_ss = 0,
+};
 
 static int parse_uint(const char *s, size_t *out) {
     size_t v = 0;
@@ -48,6 +62,26 @@ static int parse_bytes(const char *s, size_t *out) {
     return 1;
 }
 
+// HAKMEM_THP and HAKMEM_THP_MIN, and what they come to; every field set, whatever was there.
+// Under auto the kernel's setting decides: [always] already gives huge pages to every
+// suitable mapping, [never] none, and [madvise] those advised. Auto leaves SuperSlabs out:
+// a huge page makes all 2 MiB of one resident for the first few small blocks
+// (docs/DESIGN-NOTES.md, Transparent huge pages).
+static void thp_init(void) {
+    const char *t = getenv("HAKMEM_THP");
+    int mode = HAK_THP_AUTO;
+    if (t && strcmp(t, "0") == 0) mode = HAK_THP_OFF;
+    else if (t && strcmp(t, "1") == 0) mode = HAK_THP_ON;
+    size_t min = (size_t)2 << 20;
+    size_t v;
+    if (parse_bytes(getenv("HAKMEM_THP_MIN"), &v)) min = v;
+    int advise_large = mode == HAK_THP_ON || (mode == HAK_THP_AUTO && hak_os_thp_setting() == HAK_OS_THP_MADVISE);
+    hak_config.thp = mode;
+    hak_config.thp_min = min;
+    hak_config.thp_large_min = advise_large ? min : SIZE_MAX;
+    hak_config.thp_ss = mode == HAK_THP_ON;
+}
+
 void hak_config_init(void) {
     const char *d = getenv("HAKMEM_DEBUG");
     if (d && *d) {
@@ -60,4 +94,7 @@ void hak_config_init(void) {
     if (parse_uint(getenv("HAKMEM_SS_POOL"), &v)) hak_config.ss_pool_max = v;
     if (parse_uint(getenv("HAKMEM_DECAY_MS"), &v)) hak_config.decay_ms = v;
     if (parse_bytes(getenv("HAKMEM_BIGCACHE_MAX"), &v)) hak_config.bigcache_max = v;
+    const char *t = getenv("HAKMEM_PURGE_THREAD");
+    if (t && strcmp(t, "0") == 0) hak_config.purge_thread = 0;
+    thp_init();
 }

@@ -13,7 +13,18 @@ typedef struct hak_config {
     uint64_t decay_ms;   /* HAKMEM_DECAY_MS: pooled memory is purged after this (default 1000) */
     size_t bigcache_max; /* HAKMEM_BIGCACHE_MAX: bytes of freed large blocks kept mapped for
                             reuse (default 64 MiB; 0 turns the BigCache off) */
+    int purge_thread;    /* HAKMEM_PURGE_THREAD: 1 (default) a background thread gives idle
+                            memory back after HAKMEM_DECAY_MS; 0 only allocator calls do */
+    int thp;             /* HAKMEM_THP: HAK_THP_OFF, HAK_THP_ON or HAK_THP_AUTO (default) */
+    size_t thp_min;      /* HAKMEM_THP_MIN: smallest large block advised (default 2 MiB) */
+    /* What those come to, with the kernel's setting under auto (docs/CONFIG.md), at init: */
+    size_t thp_large_min; /* large mappings of at least this are advised; SIZE_MAX: none */
+    int thp_ss;           /* SuperSlab mappings are advised */
 } hak_config_t;
+
+/* HAKMEM_THP: 0 never advise huge pages; 1 advise large blocks of at least HAKMEM_THP_MIN and
+ * every SuperSlab; auto: large blocks only, and only when the kernel's setting is madvise. */
+enum { HAK_THP_OFF = 0, HAK_THP_ON = 1, HAK_THP_AUTO = 2 };
 
 extern HAK_HIDDEN hak_config_t hak_config;
 HAK_HIDDEN void hak_config_init(void);

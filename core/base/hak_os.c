@@ -1,11 +1,14 @@
-/* hak_os.c -- mmap, munmap, madvise and mremap behind one small layer.
- * May call: the kernel, hak_stats. Must never call malloc. */
+/* hak_os.c -- mmap, munmap, madvise and mremap behind one small layer, and the kernel's THP
+ * setting. May call: the kernel, hak_stats. Must never call malloc. */
 #define _GNU_SOURCE
 #include "hak_os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +104,56 @@ int hak_os_purge(void *p, size_t size) {
     if (madvise(p, size, MADV_DONTNEED) != 0) return errno;
     HAK_STAT_ADD(os_purge_bytes, size);
     return 0;
+}
+
+int hak_os_advise_huge(void *p, size_t size) {
+    // a failure is only reported: the malloc that maps the range still succeeds, and keeps
+    // the caller's errno
+    int saved = errno;
+    if (madvise(p, size, MADV_HUGEPAGE) != 0) {
+        int err = errno;
+        errno = saved;
+        return err;
+    }
+    HAK_STAT_INC(thp_advised);
+    HAK_STAT_ADD(thp_advised_bytes, size);
+    return 0;
+}
+
+hak_os_thp_t hak_os_thp_parse(const char *text, size_t len) {
+    static const struct {
+        const char *word;
+        hak_os_thp_t mode;
+    } words[] = {{"[always]", HAK_OS_THP_ALWAYS}, {"[madvise]", HAK_OS_THP_MADVISE}, {"[never]", HAK_OS_THP_NEVER}};
+    // "always [madvise] never\n": the bracketed word is the one in force
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] != '[') continue;
+        for (unsigned w = 0; w < sizeof words / sizeof words[0]; w++) {
+            size_t n = strlen(words[w].word);
+            if (n <= len - i && memcmp(text + i, words[w].word, n) == 0) return words[w].mode;
+        }
+        return HAK_OS_THP_UNKNOWN;
+    }
+    return HAK_OS_THP_UNKNOWN;
+}
+
+hak_os_thp_t hak_os_thp_setting(void) {
+    char buf[128];
+    int saved = errno;  // runs inside the first malloc: leaves errno as it found it
+    // Raw system calls: this runs under the init lock, and a preloaded library that wraps
+    // open() and allocates in its wrapper would come back into malloc and wait on it.
+    long fd = syscall(SYS_openat, AT_FDCWD, "/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return HAK_OS_THP_UNKNOWN;
+    }
+    long n;
+    do {
+        n = syscall(SYS_read, (int)fd, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    syscall(SYS_close, (int)fd);
+    errno = saved;
+    return n > 0 ? hak_os_thp_parse(buf, (size_t)n) : HAK_OS_THP_UNKNOWN;
 }
 
 int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size) {

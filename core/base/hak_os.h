@@ -30,6 +30,22 @@ HAK_HIDDEN int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size);
 /* Move the mapping [p, p+old_size) to target (a reservation of new_size bytes), resizing it.
  * Returns 0 or an errno value; on failure the old mapping is untouched. */
 HAK_HIDDEN int hak_os_move(void *p, size_t old_size, size_t new_size, void *target);
+/* Ask the kernel to back [p, p+size) with transparent huge pages (MADV_HUGEPAGE), where it
+ * can: only the 2 MiB-aligned 2 MiB units wholly inside the range ever get one. Counts
+ * thp_advised. Returns 0 or an errno value (EINVAL: a kernel without THP). */
+HAK_HIDDEN int hak_os_advise_huge(void *p, size_t size);
+/* The kernel's system-wide THP setting, /sys/kernel/mm/transparent_hugepage/enabled. */
+typedef enum hak_os_thp {
+    HAK_OS_THP_UNKNOWN = 0, /* unreadable, or not one of the three below */
+    HAK_OS_THP_ALWAYS,      /* "[always]": every suitable anonymous mapping, unasked */
+    HAK_OS_THP_MADVISE,     /* "[madvise]": only ranges advised with MADV_HUGEPAGE */
+    HAK_OS_THP_NEVER,       /* "[never]" */
+} hak_os_thp_t;
+/* Read that file (raw openat/read/close into a stack buffer: no malloc, no stdio, no
+ * wrapper a preloaded library could put around open). Call once, at init: three syscalls. */
+HAK_HIDDEN hak_os_thp_t hak_os_thp_setting(void);
+/* The setting a text of that file names (the bracketed word); len bytes, no NUL needed. */
+HAK_HIDDEN hak_os_thp_t hak_os_thp_parse(const char *text, size_t len);
 HAK_HIDDEN size_t hak_os_page_size(void);
 /* A coarse monotonic clock in milliseconds (vDSO, no syscall), for decay decisions. */
 HAK_HIDDEN uint64_t hak_os_now_ms(void);

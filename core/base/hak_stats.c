@@ -1,8 +1,9 @@
 /* hak_stats.c -- counter blocks, process totals, and the report (text or JSON).
- * May call: write(2) through hak_fmt, hak_lock. Never allocates. */
+ * May call: write(2) through hak_fmt, getrusage(2), hak_lock. Never allocates. */
 #include "hak_stats.h"
 
 #include <string.h>
+#include <sys/resource.h>
 
 #include "hak_atomic.h"
 #include "hak_fmt.h"
@@ -92,7 +93,28 @@ static void take_snapshot(snapshot_t *s) {
     s->c[HAK_CTR_alloc_tls_sll] = total > slow ? total - slow : 0;
 }
 
+// Values the kernel keeps, read when asked: the process's page faults so far (every thread,
+// the program's own included). Reported after the counters as levels, not counts; their
+// indexes follow the counters', so hak_stat() knows them too.
+enum { PROC_MINFLT = HAK_CTR_COUNT, PROC_MAJFLT, PROC_END };
+static const char *const proc_names[PROC_END - HAK_CTR_COUNT] = {"os_minflt", "os_majflt"};
+static const char *const proc_help[PROC_END - HAK_CTR_COUNT] = {
+    "minor page faults of the process so far (getrusage; a level, not a count)",
+    "major page faults of the process so far (getrusage; a level, not a count)"};
+
+static void proc_values(uint64_t v[PROC_END - HAK_CTR_COUNT]) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) ru.ru_minflt = ru.ru_majflt = 0;
+    v[PROC_MINFLT - HAK_CTR_COUNT] = (uint64_t)ru.ru_minflt;
+    v[PROC_MAJFLT - HAK_CTR_COUNT] = (uint64_t)ru.ru_majflt;
+}
+
 uint64_t hak_stats_total(unsigned ctr) {
+    if (ctr >= HAK_CTR_COUNT && ctr < PROC_END) {
+        uint64_t v[PROC_END - HAK_CTR_COUNT];
+        proc_values(v);
+        return v[ctr - HAK_CTR_COUNT];
+    }
     if (ctr >= HAK_CTR_COUNT) return 0;
     snapshot_t s;
     take_snapshot(&s);
@@ -109,6 +131,8 @@ uint64_t hak_stats_total_sc(int which, unsigned sc) {
 int hak_stats_index(const char *name) {
     for (unsigned i = 0; i < HAK_CTR_COUNT; i++)
         if (strcmp(ctr_names[i], name) == 0) return (int)i;
+    for (unsigned i = HAK_CTR_COUNT; i < PROC_END; i++)
+        if (strcmp(proc_names[i - HAK_CTR_COUNT], name) == 0) return (int)i;
     return -1;
 }
 
@@ -124,7 +148,7 @@ static void report_text(hak_buf_t *b, const snapshot_t *s) {
     } groups[] = {{"allocation", "alloc_"}, {"free pipeline", "free_"}, {"refill stages", "refill_"},
                   {"slabs and SuperSlabs", "slab_"}, {"", "ss_"}, {"large path", "large_"}, {"BigCache", "bigcache_"},
                   {"API", "aligned_"}, {"", "realloc_"}, {"", "global_"}, {"threads", "thread_"},
-                  {"OS", "os_"}};
+                  {"purge thread and trim", "purge_"}, {"", "trim_"}, {"OS", "os_"}, {"", "thp_"}};
     for (unsigned g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         size_t plen = strlen(groups[g].prefix);
         if (groups[g].title[0]) {
@@ -141,6 +165,16 @@ static void report_text(hak_buf_t *b, const snapshot_t *s) {
             hak_buf_str(b, ctr_help[i]);
             hak_buf_str(b, "\n");
         }
+    }
+    uint64_t proc[PROC_END - HAK_CTR_COUNT];
+    proc_values(proc);
+    for (unsigned i = 0; i < PROC_END - HAK_CTR_COUNT; i++) {
+        hak_buf_str(b, "    ");
+        hak_buf_pad(b, proc_names[i], 24);
+        hak_buf_u64w(b, proc[i], 14);
+        hak_buf_str(b, "  ");
+        hak_buf_str(b, proc_help[i]);
+        hak_buf_str(b, "\n");
     }
     hak_buf_str(b, "  [size classes]  class     size        mallocs     refills\n");
     for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) {
@@ -162,6 +196,14 @@ static void report_json(hak_buf_t *b, const snapshot_t *s) {
         hak_buf_str(b, ctr_names[i]);
         hak_buf_str(b, "\":");
         hak_buf_u64(b, s->c[i]);
+    }
+    uint64_t proc[PROC_END - HAK_CTR_COUNT];
+    proc_values(proc);
+    for (unsigned i = 0; i < PROC_END - HAK_CTR_COUNT; i++) {
+        hak_buf_str(b, ",\"");
+        hak_buf_str(b, proc_names[i]);
+        hak_buf_str(b, "\":");
+        hak_buf_u64(b, proc[i]);
     }
     hak_buf_str(b, "},\"size_classes\":[");
     int first = 1;

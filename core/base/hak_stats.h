@@ -78,7 +78,9 @@ HAK_HIDDEN void hak_stats_register(hak_stats_block_t *b);
 /* Fold fast counters into a block and zero them: all, or one class and the free count. */
 HAK_HIDDEN void hak_stats_fold(hak_stats_fast_t *f, hak_stats_block_t *b);
 HAK_HIDDEN void hak_stats_fold_sc(hak_stats_fast_t *f, hak_stats_block_t *b, unsigned sc);
-/* Process-wide value of a counter: totals + every block + the caller's unfolded counts. */
+/* Process-wide value of a counter: totals + every block + the caller's unfolded counts.
+ * hak_stats_index also names the process's page faults ("os_minflt", "os_majflt", indexes
+ * from HAK_CTR_COUNT on), which hak_stats_total reads from the kernel. */
 HAK_HIDDEN uint64_t hak_stats_total(unsigned ctr);
 HAK_HIDDEN uint64_t hak_stats_total_sc(int which, unsigned sc);
 HAK_HIDDEN int hak_stats_index(const char *name);

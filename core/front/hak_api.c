@@ -54,6 +54,7 @@ static HAK_COLD void free_not_in_ss(void *p) {
     hak_large_t *h = hak_large_of(p);
     if (h) {
         hak_large_free(h, p);
+        hak_front_purge_kick();  // the BigCache's entries decay while the program is idle
         return;
     }
     hak_die("free(): invalid pointer (not allocated by hakmem)", p);

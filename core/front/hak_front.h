@@ -7,3 +7,5 @@
 HAK_HIDDEN void hak_front_init(void);
 /* Exit: the HAKMEM_DEBUG report. */
 HAK_HIDDEN void hak_front_fini(void);
+/* Start the purge thread if it is not running yet (hak_init.c); no allocator lock held. */
+HAK_HIDDEN void hak_front_purge_kick(void);

@@ -236,6 +236,16 @@ int hak_bigcache_put(hak_large_t *h) {
     return 0;
 }
 
+size_t hak_bigcache_decay(void) {
+    uint64_t now = hak_os_now_ms();
+    hak_large_t *victims = NULL;
+    hak_lock(&cache_lock);
+    unsigned decayed = decay_entries(now, &victims);
+    hak_bigcache_evict_fn evict = cache.evict;
+    hak_unlock(&cache_lock);
+    return victims ? release(victims, evict, decayed) : 0;
+}
+
 size_t hak_bigcache_flush(void) {
     hak_large_t *victims = NULL;
     hak_lock(&cache_lock);

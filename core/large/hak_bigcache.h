@@ -61,6 +61,9 @@ HAK_HIDDEN struct hak_large *hak_bigcache_get(uintptr_t site, size_t size);
  * larger than the bound, or the cache is off. */
 HAK_HIDDEN int hak_bigcache_put(struct hak_large *h);
 
+/* Evict the entries older than HAKMEM_DECAY_MS (the purge thread). Returns the bytes. */
+HAK_HIDDEN size_t hak_bigcache_decay(void);
+
 /* Evict every entry (malloc_trim, out of memory). Returns the bytes given back. */
 HAK_HIDDEN size_t hak_bigcache_flush(void);
 

@@ -71,6 +71,9 @@ static HAK_COLD void *map_block(size_t n, size_t size, size_t align, uintptr_t s
         errno = ENOMEM;
         return NULL;
     }
+    // HAKMEM_THP: a huge page per 2 MiB unit (the mapping is 2 MiB-aligned): one fault in
+    // place of 512. The advice stays with the block through the BigCache and realloc's mremap.
+    if (size >= hak_config.thp_large_min) hak_os_advise_huge(base, size);
     HAK_STAT_INC(large_map);
     account_alloc(h, site, n, outcome);
     return base;
@@ -219,6 +222,8 @@ void hak_large_totals(size_t *bytes, size_t *count, size_t *cached_bytes) {
 }
 
 size_t hak_large_trim(void) { return hak_bigcache_flush(); }
+
+size_t hak_large_decay(void) { return hak_load_relaxed(&cache_ready) ? hak_bigcache_decay() : 0; }
 
 void hak_large_report(int fd, int json) { hak_bigcache_report(fd, json); }
 

@@ -51,6 +51,8 @@ static HAK_INLINE size_t hak_large_usable(const hak_large_t *h) { return h->size
 HAK_HIDDEN void hak_large_totals(size_t *bytes, size_t *count, size_t *cached_bytes);
 /* malloc_trim: give every cached block back. Returns the bytes released. */
 HAK_HIDDEN size_t hak_large_trim(void);
+/* Give back cached blocks older than HAKMEM_DECAY_MS (the purge thread). */
+HAK_HIDDEN size_t hak_large_decay(void);
 /* The call-site report (top sites by bytes), a hak_stats_extra_fn for the front. */
 HAK_HIDDEN void hak_large_report(int fd, int json);
 HAK_HIDDEN void hak_large_fork_prepare(void);

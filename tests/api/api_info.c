@@ -256,6 +256,31 @@ static void t_stats_text(void) {
         CHECK(sscanf(l + strlen("alloc_refill"), "%llu", &v) == 1, "no value on the alloc_refill line");
         CHECK(v == hak_stat("alloc_refill"), "alloc_refill printed %llu, hak_stat says %" PRIu64, v,
               hak_stat("alloc_refill"));
+        // every counter the JSON report names has its line in the text report (a counter
+        // whose prefix matches no group of the text report would be missing silently)
+        char *json = capture_report(1);
+        const char *c = strstr(json, "\"counters\":{");
+        CHECK(c != NULL, "no counters object in the JSON report");
+        c += strlen("\"counters\":{");
+        int names = 0;
+        while (*c == '"') {
+            const char *end = strchr(c + 1, '"');
+            CHECK(end != NULL, "unterminated counter name");
+            char name[64];
+            size_t len = (size_t)(end - c - 1);
+            CHECK(len < sizeof name, "counter name too long");
+            memcpy(name, c + 1, len);
+            name[len] = 0;
+            char padded[70];
+            snprintf(padded, sizeof padded, "    %s ", name);  // a line of its own: indent, name, space
+            CHECK(strstr(txt, padded) != NULL, "counter %s is missing from the text report", name);
+            names++;
+            c = end + 1;
+            while (*c && *c != ',' && *c != '}') c++;
+            if (*c == ',') c++;
+        }
+        CHECK(names >= 40, "only %d counters in the JSON report", names);
+        free(json);
     }
     free(txt);
 }
