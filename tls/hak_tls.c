@@ -699,17 +699,16 @@ static void thread_exit(void *arg) {
 // cache, and spans with blocks in that cache are not empty. Skipped if x is busy.
 // Purge what heap h holds free: its SuperSlabs' free slabs, and the pages inside free mid
 // blocks of its spans that still have live blocks (a finished phase leaves those behind).
-static void purge_heap(hak_heap_t *h) {
-    for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) {
-        hak_ss_purge_free(ss);
-        hak_ss_purge_free_blocks(ss);
-    }
-    for (hak_ss_t *ss = h->ss_full; ss; ss = ss->next) hak_ss_purge_free_blocks(ss);
+static size_t purge_heap(hak_heap_t *h) {
+    size_t bytes = 0;
+    for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) bytes += hak_ss_purge_free(ss) + hak_ss_purge_free_blocks(ss);
+    for (hak_ss_t *ss = h->ss_full; ss; ss = ss->next) bytes += hak_ss_purge_free_blocks(ss);
+    return bytes;
 }
 
 // only_idle: the purge thread (any heap that ran no slow path since its last look);
 // otherwise trim (heaps another thread owns; orphans it handles itself).
-static int release_heap(hak_heap_t *x, int only_idle) {
+static int release_heap(hak_heap_t *x, int only_idle, size_t *bytes) {
     if (!hak_trylock(&x->lock)) return 0;
     int done = 0;
     if (!only_idle && !x->owned) {
@@ -717,7 +716,7 @@ static int release_heap(hak_heap_t *x, int only_idle) {
     } else if (!only_idle || (x->epoch == x->purge_epoch && !x->purged)) {
         drain_queue(NULL, x, &x->remote);
         release_idle(x);
-        purge_heap(x);
+        *bytes += purge_heap(x);
         x->purged = 1;
         done = 1;
     } else if (x->epoch != x->purge_epoch) {
@@ -736,14 +735,16 @@ static hak_heap_t *heaps_head(void) {
 }
 
 size_t hak_tls_trim(void) {
-    size_t before = hak_stats_total(HAK_CTR_os_purge_bytes) + hak_stats_total(HAK_CTR_os_unmap_bytes);
+    // Bytes given back, counted from what each step returns (not from the counters, which
+    // HAKMEM_STATS=OFF compiles out).
+    size_t bytes = 0;
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
     remote_batch_flush(tc);
     if (h) {
         hak_lock(&h->lock);
         flush_all(tc, h, 1);
-        purge_heap(h);
+        bytes += purge_heap(h);
         hak_unlock(&h->lock);
     }
     // Orphaned heaps belong to nobody: take them all off the list, drain their queues into
@@ -761,23 +762,23 @@ size_t hak_tls_trim(void) {
         if (hak_trylock(&x->lock)) {
             drain_queue(NULL, x, &x->remote);
             release_idle(x);
-            purge_heap(x);
+            bytes += purge_heap(x);
             hak_unlock(&x->lock);
         }
         hak_orphan_push(o);
     }
     // Heaps that other threads own: what their slabs hold free (their thread caches stay).
     for (hak_heap_t *x = heaps_head(); x; x = x->all_next)
-        if (x != h && release_heap(x, 0)) HAK_STAT_INC(trim_other_heaps);
-    hak_ss_pool_trim();
-    size_t after = hak_stats_total(HAK_CTR_os_purge_bytes) + hak_stats_total(HAK_CTR_os_unmap_bytes);
-    return after - before;
+        if (x != h && release_heap(x, 0, &bytes)) HAK_STAT_INC(trim_other_heaps);
+    bytes += hak_ss_pool_trim();
+    return bytes;
 }
 
 void hak_tls_purge_idle(void) {
     HAK_STAT_INC(purge_passes);
+    size_t bytes = 0;
     for (hak_heap_t *h = heaps_head(); h; h = h->all_next)
-        if (release_heap(h, 1)) HAK_STAT_INC(purge_idle_heaps);
+        if (release_heap(h, 1, &bytes)) HAK_STAT_INC(purge_idle_heaps);
     hak_ss_pool_decay();
 }
 
