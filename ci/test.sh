@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): install dependencies, build, and run every CTest
 # suite, again with the counters compiled out; then the prefixed-API tests under
-# AddressSanitizer+UBSan and the concurrency tests under ThreadSanitizer. Set HAKMEM_TEST_SANITIZERS=0 to skip the sanitizer builds.
+# AddressSanitizer+UBSan and the concurrency tests under ThreadSanitizer.
+# Set HAKMEM_TEST_SANITIZERS=0 to skip the sanitizer builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/deps.sh

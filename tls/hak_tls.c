@@ -701,7 +701,8 @@ static void thread_exit(void *arg) {
 // blocks of its spans that still have live blocks (a finished phase leaves those behind).
 static size_t purge_heap(hak_heap_t *h) {
     size_t bytes = 0;
-    for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next) bytes += hak_ss_purge_free(ss) + hak_ss_purge_free_blocks(ss);
+    for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next)
+        bytes += hak_ss_purge_free(ss) + hak_ss_purge_free_blocks(ss);
     for (hak_ss_t *ss = h->ss_full; ss; ss = ss->next) bytes += hak_ss_purge_free_blocks(ss);
     return bytes;
 }
