@@ -15,7 +15,7 @@ hak_config_t hak_config = {
     .decay_ms = 1000,
     .bigcache_max = (size_t)64 << 20,
     .purge_thread = 1,
-    .thp = HAK_THP_AUTO,
+    .thp = HAK_THP_OFF,
     .thp_min = (size_t)2 << 20,
     .thp_large_min = SIZE_MAX,
     .thp_ss = 0,
@@ -69,9 +69,9 @@ static int parse_bytes(const char *s, size_t *out) {
 // (docs/DESIGN-NOTES.md, Transparent huge pages).
 static void thp_init(void) {
     const char *t = getenv("HAKMEM_THP");
-    int mode = HAK_THP_AUTO;
-    if (t && strcmp(t, "0") == 0) mode = HAK_THP_OFF;
-    else if (t && strcmp(t, "1") == 0) mode = HAK_THP_ON;
+    int mode = HAK_THP_OFF;  // the default: see docs/DESIGN-NOTES.md (Transparent huge pages)
+    if (t && strcmp(t, "1") == 0) mode = HAK_THP_ON;
+    else if (t && strcmp(t, "auto") == 0) mode = HAK_THP_AUTO;
     size_t min = (size_t)2 << 20;
     size_t v;
     if (parse_bytes(getenv("HAKMEM_THP_MIN"), &v)) min = v;

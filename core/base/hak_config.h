@@ -15,7 +15,7 @@ typedef struct hak_config {
                             reuse (default 64 MiB; 0 turns the BigCache off) */
     int purge_thread;    /* HAKMEM_PURGE_THREAD: 1 (default) a background thread gives idle
                             memory back after HAKMEM_DECAY_MS; 0 only allocator calls do */
-    int thp;             /* HAKMEM_THP: HAK_THP_OFF, HAK_THP_ON or HAK_THP_AUTO (default) */
+    int thp;             /* HAKMEM_THP: HAK_THP_OFF (default), HAK_THP_ON or HAK_THP_AUTO */
     size_t thp_min;      /* HAKMEM_THP_MIN: smallest large block advised (default 2 MiB) */
     /* What those come to, with the kernel's setting under auto (docs/CONFIG.md), at init: */
     size_t thp_large_min; /* large mappings of at least this are advised; SIZE_MAX: none */

@@ -100,7 +100,7 @@ static void t_config(void) {
         int mode;
         size_t min_bytes;
     } rows[] = {
-        {NULL, NULL, HAK_THP_AUTO, 2 * MiB},
+        {NULL, NULL, HAK_THP_OFF, 2 * MiB},
         {"auto", NULL, HAK_THP_AUTO, 2 * MiB},
         {"0", NULL, HAK_THP_OFF, 2 * MiB},
         {"1", NULL, HAK_THP_ON, 2 * MiB},
@@ -111,10 +111,10 @@ static void t_config(void) {
         {"1", "3145728", HAK_THP_ON, 3 * MiB},
         {"1", "0", HAK_THP_ON, 0},
         // anything else leaves the default
-        {"yes", "2X", HAK_THP_AUTO, 2 * MiB},
-        {"", "", HAK_THP_AUTO, 2 * MiB},
-        {"10", "-1", HAK_THP_AUTO, 2 * MiB},
-        {"always", "99999999999999999999", HAK_THP_AUTO, 2 * MiB},
+        {"yes", "2X", HAK_THP_OFF, 2 * MiB},
+        {"", "", HAK_THP_OFF, 2 * MiB},
+        {"10", "-1", HAK_THP_OFF, 2 * MiB},
+        {"always", "99999999999999999999", HAK_THP_OFF, 2 * MiB},
         {"1", "17179869184G", HAK_THP_ON, 2 * MiB},
     };
     int kernel_madvise = kernel_setting() == HAK_OS_THP_MADVISE;
