@@ -28,9 +28,24 @@ void hak_buf_flush(hak_buf_t *b) {
     b->len = 0;
 }
 
+// A full buffer is written up to its last newline, so that each write(2) holds whole lines:
+// two processes writing reports to one file (a shell pipeline sharing stderr) then interleave
+// only between lines. A line longer than the buffer goes out in pieces.
+static void flush_lines(hak_buf_t *b) {
+    size_t end = b->len;
+    while (end > 0 && b->data[end - 1] != '\n') end--;
+    if (end == 0) {
+        hak_buf_flush(b);
+        return;
+    }
+    write_all(b->fd, b->data, end);
+    memmove(b->data, b->data + end, b->len - end);
+    b->len -= end;
+}
+
 static void put(hak_buf_t *b, const char *s, size_t n) {
     while (n > 0) {
-        if (b->len == sizeof b->data) hak_buf_flush(b);
+        if (b->len == sizeof b->data) flush_lines(b);
         size_t room = sizeof b->data - b->len;
         size_t k = n < room ? n : room;
         memcpy(b->data + b->len, s, k);
