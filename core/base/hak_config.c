@@ -14,6 +14,7 @@ hak_config_t hak_config = {
     .ss_pool_max = 32,
     .decay_ms = 1000,
     .bigcache_max = (size_t)64 << 20,
+    .learn = 0,
     .purge_thread = 1,
     .thp = HAK_THP_OFF,
     .thp_min = (size_t)2 << 20,
@@ -94,6 +95,8 @@ void hak_config_init(void) {
     if (parse_uint(getenv("HAKMEM_SS_POOL"), &v)) hak_config.ss_pool_max = v;
     if (parse_uint(getenv("HAKMEM_DECAY_MS"), &v)) hak_config.decay_ms = v;
     if (parse_bytes(getenv("HAKMEM_BIGCACHE_MAX"), &v)) hak_config.bigcache_max = v;
+    const char *l = getenv("HAKMEM_LEARN");
+    if (l && strcmp(l, "1") == 0) hak_config.learn = 1;
     const char *t = getenv("HAKMEM_PURGE_THREAD");
     if (t && strcmp(t, "0") == 0) hak_config.purge_thread = 0;
     thp_init();

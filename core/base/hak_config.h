@@ -13,6 +13,8 @@ typedef struct hak_config {
     uint64_t decay_ms;   /* HAKMEM_DECAY_MS: pooled memory is purged after this (default 1000) */
     size_t bigcache_max; /* HAKMEM_BIGCACHE_MAX: bytes of freed large blocks kept mapped for
                             reuse (default 64 MiB; 0 turns the BigCache off) */
+    int learn;           /* HAKMEM_LEARN: 1 a UCB1 bandit picks the BigCache bound among
+                            16/32/64/128 MiB (docs/DESIGN-NOTES.md, UCB1); 0 (default) off */
     int purge_thread;    /* HAKMEM_PURGE_THREAD: 1 (default) a background thread gives idle
                             memory back after HAKMEM_DECAY_MS; 0 only allocator calls do */
     int thp;             /* HAKMEM_THP: HAK_THP_OFF (default), HAK_THP_ON or HAK_THP_AUTO */

@@ -49,3 +49,7 @@ HAK_HIDDEN hak_os_thp_t hak_os_thp_parse(const char *text, size_t len);
 HAK_HIDDEN size_t hak_os_page_size(void);
 /* A coarse monotonic clock in milliseconds (vDSO, no syscall), for decay decisions. */
 HAK_HIDDEN uint64_t hak_os_now_ms(void);
+/* A fine monotonic clock in nanoseconds (vDSO), for timing large operations (HAKMEM_LEARN). */
+HAK_HIDDEN uint64_t hak_os_now_ns(void);
+/* Minor page faults of the process so far (getrusage, one syscall). */
+HAK_HIDDEN uint64_t hak_os_minflt(void);

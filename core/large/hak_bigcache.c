@@ -35,7 +35,8 @@ static HAK_INLINE unsigned site_index(uintptr_t site) {
 /* Everything here is read and written under cache_lock, by any thread. Invariants: a block
  * is in the cache exactly when it is on its class list; a ring slot is NULL or holds a
  * cached block whose ring field names that slot; bytes is the sum of the cached sizes and
- * never exceeds hak_config.bigcache_max after an operation; no entry is older than
+ * never exceeds hak_bigcache_max() after a put (a bound lowered by the learner is reached
+ * at the next put); no entry is older than
  * decay_due_ms - decay (a lower bound, so a scan before then is never needed). */
 static hak_lock_t cache_lock = HAK_LOCK_INIT;
 static struct {
@@ -50,6 +51,17 @@ static struct {
 } cache;
 // Mirrors cache.bytes and cache.count for hak_info, which does not take the lock.
 static _Atomic size_t cached_bytes, cached_count;
+// The byte bound in force: SIZE_MAX until hak_bigcache_set_max (HAKMEM_LEARN=1), meaning
+// hak_config.bigcache_max. Relaxed: a put that reads an old bound evicts to it, the next to
+// the new one.
+static _Atomic size_t bound_override = SIZE_MAX;
+
+size_t hak_bigcache_max(void) {
+    size_t v = hak_load_relaxed(&bound_override);
+    return v == SIZE_MAX ? hak_config.bigcache_max : v;
+}
+
+void hak_bigcache_set_max(size_t max) { hak_store_relaxed(&bound_override, max); }
 
 static uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
@@ -202,7 +214,7 @@ hak_large_t *hak_bigcache_get(uintptr_t site, size_t size) {
 }
 
 int hak_bigcache_put(hak_large_t *h) {
-    size_t size = h->size, max = hak_config.bigcache_max;
+    size_t size = h->size, max = hak_bigcache_max();
     if (size > max || hak_bigcache_class_size(size) != size) return -1;
     uint64_t now = hak_os_now_ms();
     hak_large_t *victims = NULL;

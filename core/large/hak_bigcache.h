@@ -61,6 +61,11 @@ HAK_HIDDEN struct hak_large *hak_bigcache_get(uintptr_t site, size_t size);
  * larger than the bound, or the cache is off. */
 HAK_HIDDEN int hak_bigcache_put(struct hak_large *h);
 
+/* The byte bound in force: HAKMEM_BIGCACHE_MAX, or what hak_bigcache_set_max last set (the
+ * UCB1 learner's arm, HAKMEM_LEARN=1). A lower bound is reached at the next put. */
+HAK_HIDDEN size_t hak_bigcache_max(void);
+HAK_HIDDEN void hak_bigcache_set_max(size_t max);
+
 /* Evict the entries older than HAKMEM_DECAY_MS (the purge thread). Returns the bytes. */
 HAK_HIDDEN size_t hak_bigcache_decay(void);
 

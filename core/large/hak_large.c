@@ -1,5 +1,6 @@
-/* hak_large.c -- mapped large blocks: size classes, the BigCache's eviction callback, and
- * resizing. May call: core/base, hak_bigcache (this module). */
+/* hak_large.c -- mapped large blocks: size classes, the BigCache's eviction callback,
+ * resizing, and the UCB1 learner's measurements (HAKMEM_LEARN=1). May call: core/base,
+ * hak_bigcache and hak_learn (this module). */
 #include "hak_large.h"
 
 #include <errno.h>
@@ -7,6 +8,9 @@
 
 #include "hak_bigcache.h"
 #include "hak_config.h"
+#include "hak_fmt.h"
+#include "hak_learn.h"
+#include "hak_lock.h"
 #include "hak_meta.h"
 #include "hak_os.h"
 #include "hak_stats.h"
@@ -81,7 +85,7 @@ static HAK_COLD void *map_block(size_t n, size_t size, size_t align, uintptr_t s
 
 static void *shrink_inplace(hak_large_t *h, size_t size);
 
-void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
+static void *alloc_block(size_t n, size_t align, uintptr_t site, int zero) {
     size_t size = round_size(n);
     if (size == 0 || size > (size_t)PTRDIFF_MAX) {
         errno = ENOMEM;
@@ -89,7 +93,7 @@ void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
     }
     if (align < LARGE_ALIGN) align = LARGE_ALIGN;
     int outcome = 0;  // not cacheable: over-aligned, or outside the classes, or above the bound
-    if (align == LARGE_ALIGN && hak_bigcache_class_size(size) == size && size <= hak_config.bigcache_max) {
+    if (align == LARGE_ALIGN && hak_bigcache_class_size(size) == size && size <= hak_bigcache_max()) {
         if (hak_unlikely(!hak_load_relaxed(&cache_ready))) {
             hak_bigcache_init(release_block);
             hak_store_relaxed(&cache_ready, 1);
@@ -113,7 +117,7 @@ void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
     return map_block(n, size, align, site, outcome);
 }
 
-void hak_large_free(hak_large_t *h, void *p) {
+static void free_block(hak_large_t *h, void *p) {
     if (hak_unlikely((char *)p != h->base)) hak_die("free(): invalid pointer (inside a large block)", p);
     int expected = 1;
     // pairs with itself in a racing second free: exactly one free wins
@@ -127,6 +131,165 @@ void hak_large_free(hak_large_t *h, void *p) {
     // is still caught above.
     if (hak_bigcache_put(h) == 0) return;
     release_block(h);
+}
+
+/* ---- UCB1 learning of the BigCache bound (HAKMEM_LEARN=1) ------------------------------
+ * Arms: the bound at 16, 32, 64 (the default) and 128 MiB. Every large alloc and free is
+ * timed (two CLOCK_MONOTONIC reads, vDSO; only here, and only while learning); every
+ * LEARN_EPOCH_OPS of them close an epoch, whose cost per op is
+ *   (ns inside the large paths + process minor faults in the epoch * LEARN_FAULT_NS) / ops
+ *   + MiB cached at the epoch's end * LEARN_HOLD_NS_PER_MIB
+ * and whose reward, in (0, 1], is LEARN_REF_NS / (LEARN_REF_NS + cost). The faults are the
+ * whole process's (getrusage at the epoch boundary, not per op): most of what a miss costs is
+ * the caller faulting in a fresh block, after the allocator returned. See docs/DESIGN-NOTES.md,
+ * UCB1. */
+#define LEARN_EPOCH_OPS 256
+#define LEARN_FAULT_NS 1000.0        /* a 4 KiB minor fault, page zeroing included: about 1 us */
+#define LEARN_HOLD_NS_PER_MIB 100.0  /* per op: 64 MiB held costs like 6.4 faults per op */
+#define LEARN_REF_NS 10000.0         /* the cost that earns reward 1/2 */
+#define LEARN_COOLDOWN 4             /* epochs: 1024 large operations at least per arm */
+#define LEARN_EXPLORE 0.2
+#define LEARN_MARGIN 0.02
+static const size_t learn_bounds[] = {(size_t)16 << 20, (size_t)32 << 20, (size_t)64 << 20, (size_t)128 << 20};
+enum { LEARN_ARMS = sizeof learn_bounds / sizeof learn_bounds[0], LEARN_FIRST = 2 };
+enum { LEARN_UNDECIDED = 0, LEARN_ON, LEARN_OFF };
+
+/* Under learn_lock, written by whichever thread runs a large operation. ops and ns are the
+ * open epoch's; minflt is the process's fault count when it opened. No other lock is ever
+ * taken under learn_lock, and no syscall runs under it. */
+static hak_lock_t learn_lock = HAK_LOCK_INIT;
+static struct {
+    hak_learn_t bandit;
+    uint64_t ops, ns, minflt;
+} learn;
+static _Atomic int learn_state;  // LEARN_*: decided at the first large operation
+
+static HAK_COLD int learn_start(void) {
+    int on = hak_config.learn && hak_config.bigcache_max > 0;  // a BigCache turned off stays off
+    uint64_t flt = on ? hak_os_minflt() : 0;
+    hak_lock(&learn_lock);
+    if (hak_load_relaxed(&learn_state) == LEARN_UNDECIDED) {
+        if (on) {
+            hak_learn_init(&learn.bandit, LEARN_ARMS, LEARN_FIRST, LEARN_COOLDOWN, LEARN_EXPLORE, LEARN_MARGIN);
+            learn.minflt = flt;
+            hak_bigcache_set_max(learn_bounds[LEARN_FIRST]);
+        }
+        hak_store_relaxed(&learn_state, on ? LEARN_ON : LEARN_OFF);
+    }
+    int state = hak_load_relaxed(&learn_state);
+    hak_unlock(&learn_lock);
+    return state;
+}
+
+static HAK_INLINE int learning(void) {
+    int s = hak_load_relaxed(&learn_state);
+    if (hak_unlikely(s == LEARN_UNDECIDED)) s = learn_start();
+    return s == LEARN_ON;
+}
+
+// One timed large operation; the last of an epoch rewards the arm and picks the next.
+static HAK_COLD void learn_account(uint64_t ns) {
+    hak_lock(&learn_lock);
+    learn.ns += ns;
+    if (++learn.ops < LEARN_EPOCH_OPS) {
+        hak_unlock(&learn_lock);
+        return;
+    }
+    double ops = (double)learn.ops, spent = (double)learn.ns;
+    learn.ops = learn.ns = 0;
+    hak_unlock(&learn_lock);
+    uint64_t flt = hak_os_minflt();  // outside the lock: a syscall
+    size_t cached, count;
+    hak_bigcache_totals(&cached, &count);
+    hak_lock(&learn_lock);
+    // a racing closer may have read a later count first: never count backwards
+    uint64_t faults = flt > learn.minflt ? flt - learn.minflt : 0;
+    if (flt > learn.minflt) learn.minflt = flt;
+    double cost = (spent + (double)faults * LEARN_FAULT_NS) / ops +
+                  (double)cached / (double)(1u << 20) * LEARN_HOLD_NS_PER_MIB;
+    hak_learn_update(&learn.bandit, LEARN_REF_NS / (LEARN_REF_NS + cost));
+    uint64_t switches = learn.bandit.switches;
+    unsigned arm = hak_learn_choose(&learn.bandit);
+    hak_bigcache_set_max(learn_bounds[arm]);
+    switches = learn.bandit.switches - switches;
+    hak_unlock(&learn_lock);
+    HAK_STAT_INC(learn_epochs);
+    if (switches) HAK_STAT_INC(learn_switches);
+}
+
+void *hak_large_alloc(size_t n, size_t align, uintptr_t site, int zero) {
+    if (hak_likely(!learning())) return alloc_block(n, align, site, zero);
+    uint64_t t0 = hak_os_now_ns();
+    void *p = alloc_block(n, align, site, zero);
+    learn_account(hak_os_now_ns() - t0);
+    return p;
+}
+
+void hak_large_free(hak_large_t *h, void *p) {
+    if (hak_likely(!learning())) {
+        free_block(h, p);
+        return;
+    }
+    uint64_t t0 = hak_os_now_ns();
+    free_block(h, p);
+    learn_account(hak_os_now_ns() - t0);
+}
+
+// The learner's section of the report: the arm now, and each arm's pulls and mean reward
+// (in millionths; the cost per op it stands for is LEARN_REF_NS * (1 / reward - 1)).
+static void learn_report(int fd, int json) {
+    hak_learn_t l;
+    hak_lock(&learn_lock);
+    l = learn.bandit;
+    hak_unlock(&learn_lock);
+    int on = hak_load_relaxed(&learn_state) == LEARN_ON;
+    hak_buf_t b;
+    hak_buf_init(&b, fd);
+    if (json) {
+        hak_buf_str(&b, on ? ",\"learn\":{\"enabled\":true,\"arm\":" : ",\"learn\":{\"enabled\":false,\"arm\":");
+        hak_buf_u64(&b, on ? l.current : LEARN_FIRST);
+        hak_buf_str(&b, ",\"bound\":");
+        hak_buf_u64(&b, hak_bigcache_max());
+        hak_buf_str(&b, ",\"epochs\":");
+        hak_buf_u64(&b, l.epochs);
+        hak_buf_str(&b, ",\"switches\":");
+        hak_buf_u64(&b, l.switches);
+        hak_buf_str(&b, ",\"arms\":[");
+    } else if (!on) {
+        hak_buf_str(&b, "  [learning]  off (HAKMEM_LEARN=0 or the BigCache off); BigCache bound ");
+        hak_buf_u64(&b, hak_bigcache_max());
+        hak_buf_str(&b, " bytes\n");
+    } else {
+        hak_buf_str(&b, "  [learning]  UCB1 over the BigCache bound: arm ");
+        hak_buf_u64(&b, l.current);
+        hak_buf_str(&b, " now, ");
+        hak_buf_u64(&b, l.epochs);
+        hak_buf_str(&b, " epochs, ");
+        hak_buf_u64(&b, l.switches);
+        hak_buf_str(&b, " switches\n                  arm  bound MiB       pulls  mean reward (ppm)\n");
+    }
+    for (unsigned i = 0; i < LEARN_ARMS && (on || json); i++) {
+        uint64_t ppm = on && l.pulls[i] ? (uint64_t)(l.mean[i] * 1e6 + 0.5) : 0;
+        uint64_t pulls = on ? l.pulls[i] : 0;
+        if (json) {
+            hak_buf_str(&b, i ? ",{\"bound\":" : "{\"bound\":");
+            hak_buf_u64(&b, learn_bounds[i]);
+            hak_buf_str(&b, ",\"pulls\":");
+            hak_buf_u64(&b, pulls);
+            hak_buf_str(&b, ",\"mean_reward_ppm\":");
+            hak_buf_u64(&b, ppm);
+            hak_buf_str(&b, "}");
+        } else {
+            hak_buf_str(&b, i == l.current ? "                *" : "                 ");
+            hak_buf_u64w(&b, i, 4);
+            hak_buf_u64w(&b, learn_bounds[i] >> 20, 11);
+            hak_buf_u64w(&b, pulls, 12);
+            hak_buf_u64w(&b, ppm, 19);
+            hak_buf_str(&b, "\n");
+        }
+    }
+    if (json) hak_buf_str(&b, "]}");
+    hak_buf_flush(&b);
 }
 
 // The registry must never name a range that is not ours: chunks a block gives up are cleared
@@ -225,19 +388,26 @@ size_t hak_large_trim(void) { return hak_bigcache_flush(); }
 
 size_t hak_large_decay(void) { return hak_load_relaxed(&cache_ready) ? hak_bigcache_decay() : 0; }
 
-void hak_large_report(int fd, int json) { hak_bigcache_report(fd, json); }
+void hak_large_report(int fd, int json) {
+    hak_bigcache_report(fd, json);
+    learn_report(fd, json);
+}
 
 // The cache lock before the metadata pool's: evictions free headers only after dropping
 // the cache lock, so nothing holds the pool's lock while taking the cache's.
+// The learner's lock first: nothing else is ever held while it is taken.
 void hak_large_fork_prepare(void) {
+    hak_lock(&learn_lock);
     hak_bigcache_fork_prepare();
     hak_meta_fork_prepare(&large_meta);
 }
 void hak_large_fork_parent(void) {
     hak_meta_fork_parent(&large_meta);
     hak_bigcache_fork_parent();
+    hak_unlock(&learn_lock);
 }
 void hak_large_fork_child(void) {
     hak_meta_fork_child(&large_meta);
     hak_bigcache_fork_child();
+    hak_lock_reset(&learn_lock);
 }

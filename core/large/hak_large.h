@@ -53,7 +53,8 @@ HAK_HIDDEN void hak_large_totals(size_t *bytes, size_t *count, size_t *cached_by
 HAK_HIDDEN size_t hak_large_trim(void);
 /* Give back cached blocks older than HAKMEM_DECAY_MS (the purge thread). */
 HAK_HIDDEN size_t hak_large_decay(void);
-/* The call-site report (top sites by bytes), a hak_stats_extra_fn for the front. */
+/* The call-site report (top sites by bytes) and the UCB1 learner's section (HAKMEM_LEARN),
+ * a hak_stats_extra_fn for the front. */
 HAK_HIDDEN void hak_large_report(int fd, int json);
 HAK_HIDDEN void hak_large_fork_prepare(void);
 HAK_HIDDEN void hak_large_fork_parent(void);
