@@ -108,7 +108,7 @@ HAK_HIDDEN size_t hak_ss_purge_free_blocks(hak_ss_t *ss);
 /* Unmap every pooled SuperSlab. Returns the bytes released. */
 HAK_HIDDEN size_t hak_ss_pool_trim(void);
 /* Purge pooled SuperSlabs that waited HAKMEM_DECAY_MS, and the dirty ones beyond the newest
- * HAKMEM_SS_POOL / 4 (releases, acquisitions and the purge thread call it). */
+ * HAKMEM_SS_POOL / 8 (releases, acquisitions and the purge thread call it). */
 HAK_HIDDEN void hak_ss_pool_decay(void);
 /* Totals for hak_info: SuperSlabs mapped and pooled. */
 HAK_HIDDEN void hak_ss_totals(size_t *mapped, size_t *pooled);
