@@ -5,7 +5,7 @@
  *                            64 KiB blocks and then waits, alive; the main thread sleeps
  *                            600 ms making no allocator call. Asserts: the purge thread ran,
  *                            found the worker's heap idle and gave its memory back (counters),
- *                            and RSS fell to within 12 MiB of where it was before the worker
+ *                            and RSS fell to within 4 MiB of where it was before the worker
  *                            allocated.
  *   mt_idle_purge partial    (HAKMEM_DECAY_MS=100) the worker keeps every other block, so no
  *                            span empties: the pages inside its free blocks are purged
@@ -92,13 +92,14 @@ int main(int argc, char **argv) {
     printf("mode %s: rss base %zu KiB, after freeing %zu KiB, after 600 ms idle %zu KiB; passes %" PRIu64
            ", idle heaps %" PRIu64 ", purged %" PRIu64 " KiB\n",
            mode, base >> 10, high >> 10, after >> 10, passes, idle, purged >> 10);
-    CHECK(high > base + 16 * MiB, "RSS %zu KiB after 48 MiB were touched and freed, %zu before: nothing to give back",
+    // (the pool purges all but its newest 4 dirty SuperSlabs at once: 8 MiB or more stay)
+    CHECK(high > base + 8 * MiB, "RSS %zu KiB after 48 MiB were touched and freed, %zu before: nothing to give back",
           high >> 10, base >> 10);
     if (strcmp(mode, "idle") == 0) {
         CHECK(passes >= 5, "%" PRIu64 " purge passes in 600 ms at HAKMEM_DECAY_MS=100", passes);
         CHECK(idle >= 1, "the purge thread never found the worker's heap idle");
         CHECK(purged > 0, "nothing purged while idle");
-        CHECK(after <= base + 12 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB", after >> 10, base >> 10);
+        CHECK(after <= base + 4 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB", after >> 10, base >> 10);
     } else if (strcmp(mode, "partial") == 0) {
         uint64_t inside = mt_hak_stat("ss_purge_block_bytes") - inside0;
         CHECK(inside >= 16 * MiB, "only %" PRIu64 " KiB purged inside free blocks", inside >> 10);
@@ -107,14 +108,14 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "no_thread") == 0) {
         CHECK(passes == 0 && purged == 0, "%" PRIu64 " passes, %" PRIu64 " bytes purged without the thread", passes,
               purged);
-        CHECK(after > base + 16 * MiB, "RSS fell to %zu KiB (base %zu) with no purge thread", after >> 10, base >> 10);
+        CHECK(after > base + 8 * MiB, "RSS fell to %zu KiB (base %zu) with no purge thread", after >> 10, base >> 10);
     } else if (strcmp(mode, "trim_other") == 0) {
         uint64_t other0 = mt_hak_stat("trim_other_heaps");
         CHECK(T_TRIM() == 1, "trim released nothing");
         size_t trimmed = rss_now();
         printf("after trim: %zu KiB\n", trimmed >> 10);
         CHECK(mt_hak_stat("trim_other_heaps") - other0 >= 1, "trim did not reach the worker's heap");
-        CHECK(trimmed <= base + 12 * MiB, "RSS %zu KiB after trim, base %zu KiB", trimmed >> 10, base >> 10);
+        CHECK(trimmed <= base + 4 * MiB, "RSS %zu KiB after trim, base %zu KiB", trimmed >> 10, base >> 10);
     } else {
         CHECK(0, "unknown mode %s", mode);
     }
