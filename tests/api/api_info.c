@@ -22,20 +22,6 @@ static void info_sane(const hak_info_t *in, const char *when) {
           in->large_count, in->large_bytes);
 }
 
-/* Read everything hak_stats_print writes for json into a NUL-terminated heap string. */
-static char *capture_report(int json) {
-    FILE *f = tmpfile();
-    CHECK(f != NULL, "tmpfile: %s", strerror(errno));
-    hak_stats_print(fileno(f), json);
-    long len = lseek(fileno(f), 0, SEEK_END);
-    CHECK(len > 0, "hak_stats_print(json=%d) wrote nothing", json);
-    char *buf = malloc((size_t)len + 1);
-    CHECK(buf != NULL, "out of memory in the test");
-    CHECK(pread(fileno(f), buf, (size_t)len, 0) == len, "short read of the report");
-    buf[len] = 0;
-    fclose(f);
-    return buf;
-}
 
 /* ---- hak_info ----------------------------------------------------------------------- */
 
@@ -239,7 +225,7 @@ static void t_stats_text(void) {
     void *p[N];
     for (int i = 0; i < N; i++) p[i] = hak_malloc(64);
     for (int i = 0; i < N; i++) hak_free(p[i]);
-    char *txt = capture_report(0);
+    char *txt = test_report(0);
     CHECK(strstr(txt, "alloc_refill") != NULL, "text report lacks alloc_refill:\n%s", txt);
     CHECK(strstr(txt, "free_tls_sll") != NULL, "text report lacks free_tls_sll");
     CHECK(strstr(txt, "[size classes]") != NULL, "text report lacks the size-class table:\n%s", txt);
@@ -258,7 +244,7 @@ static void t_stats_text(void) {
               hak_stat("alloc_refill"));
         // every counter the JSON report names has its line in the text report (a counter
         // whose prefix matches no group of the text report would be missing silently)
-        char *json = capture_report(1);
+        char *json = test_report(1);
         const char *c = strstr(json, "\"counters\":{");
         CHECK(c != NULL, "no counters object in the JSON report");
         c += strlen("\"counters\":{");
@@ -392,7 +378,7 @@ static void use_several_classes(int n64) {
 static void t_stats_json(void) {
     enum { N = 300 };
     use_several_classes(N);
-    char *js = capture_report(1);
+    char *js = test_report(1);
     jp_t j = {js, 0};
     j_ws(&j);
     CHECK(*j.s == '{', "JSON report does not start with an object: %.60s", js);

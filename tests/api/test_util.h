@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "hakmem.h"
@@ -139,4 +140,20 @@ static inline void check_no_overlap(span_rec_t *recs, size_t n, const char *what
               "%s: blocks overlap: [0x%" PRIxPTR ", +%zu) and [0x%" PRIxPTR ", +%zu)", what,
               recs[i - 1].start, recs[i - 1].len, recs[i].start, recs[i].len);
     }
+}
+
+/* Everything hak_stats_print writes (json: the JSON object, else the text report), in a
+ * NUL-terminated heap string the caller frees. */
+static inline char *test_report(int json) {
+    FILE *f = tmpfile();
+    CHECK(f != NULL, "tmpfile: %s", strerror(errno));
+    hak_stats_print(fileno(f), json);
+    long len = lseek(fileno(f), 0, SEEK_END);
+    CHECK(len > 0, "hak_stats_print(json=%d) wrote nothing", json);
+    char *buf = malloc((size_t)len + 1);
+    CHECK(buf != NULL, "out of memory in the test");
+    CHECK(pread(fileno(f), buf, (size_t)len, 0) == len, "short read of the report");
+    buf[len] = 0;
+    fclose(f);
+    return buf;
 }

@@ -63,15 +63,7 @@ enum { NSITES = sizeof site_fns / sizeof site_fns[0] };
 
 /* Entries of the site table in use: "site": members of the JSON report's large_sites. */
 static int site_entries(void) {
-    FILE *f = tmpfile();
-    CHECK(f != NULL, "tmpfile: %s", strerror(errno));
-    hak_stats_print(fileno(f), 1);
-    long len = lseek(fileno(f), 0, SEEK_END);
-    CHECK(len > 0, "empty report");
-    char *buf = malloc((size_t)len + 1);
-    CHECK(buf != NULL && pread(fileno(f), buf, (size_t)len, 0) == len, "reading the report");
-    buf[len] = 0;
-    fclose(f);
+    char *buf = test_report(1);
     int n = 0;
     for (const char *s = buf; (s = strstr(s, "\"site\":\"")) != NULL; s++) n++;
     free(buf);
@@ -518,14 +510,7 @@ static void t_report(void) {
     if (!TEST_STATS) exit(TEST_SKIP);
     for (int i = 0; i < 5; i++) hak_free(site2(2 * MiB));
     hak_free(site3(5 * MiB));
-    FILE *f = tmpfile();
-    CHECK(f != NULL, "tmpfile");
-    hak_stats_print(fileno(f), 0);
-    long len = lseek(fileno(f), 0, SEEK_END);
-    char *buf = malloc((size_t)len + 1);
-    CHECK(buf && pread(fileno(f), buf, (size_t)len, 0) == len, "read");
-    buf[len] = 0;
-    fclose(f);
+    char *buf = test_report(0);
     const char *h = strstr(buf, "[large call sites]");
     CHECK(h != NULL, "no call-site section in the text report:\n%s", buf);
     // the rows: site (a '*' after it when shared), calls, bytes, live, hits, misses; the

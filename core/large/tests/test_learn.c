@@ -101,19 +101,6 @@ static void t_cooldown(void) {
 
 /* ---- through the API ------------------------------------------------------------------ */
 
-// The JSON report in a heap buffer (the caller frees it).
-static char *json_report(void) {
-    FILE *f = tmpfile();
-    CHECK(f != NULL, "tmpfile: %s", strerror(errno));
-    hak_stats_print(fileno(f), 1);
-    long len = lseek(fileno(f), 0, SEEK_END);
-    CHECK(len > 0, "empty report");
-    char *buf = malloc((size_t)len + 1);
-    CHECK(buf != NULL && pread(fileno(f), buf, (size_t)len, 0) == len, "reading the report");
-    buf[len] = 0;
-    fclose(f);
-    return buf;
-}
 
 // A replace loop over 4 slots of 1-3 MiB blocks: ops large mallocs and frees.
 static void replace_loop(unsigned ops) {
@@ -143,7 +130,7 @@ static void t_off(void) {
     CHECK(hak_bigcache_max() == hak_config.bigcache_max && hak_config.bigcache_max == 64 * MiB,
           "bound %zu, configured %zu", hak_bigcache_max(), hak_config.bigcache_max);
     CHECK(hak_stat("learn_epochs") == 0 && hak_stat("learn_switches") == 0, "epochs counted while off");
-    char *r = json_report();
+    char *r = test_report(1);
     CHECK(strstr(r, "\"learn\":{\"enabled\":false,") != NULL, "no learn section (off) in:\n%s", r);
     free(r);
 }
@@ -162,7 +149,7 @@ static void t_on(void) {
         CHECK(epochs >= 15, "%" PRIu64 " epochs after 4000 large operations", epochs);
         CHECK(hak_stat("learn_switches") >= 1, "no switch: the untried arms were never explored");
     }
-    char *r = json_report();
+    char *r = test_report(1);
     int arm = learn_arm(r);
     CHECK(arm >= 0 && arm < 4, "no learn section (on) in:\n%s", r);
     CHECK(strstr(r, "\"pulls\":") != NULL && strstr(r, "\"mean_reward_ppm\":") != NULL, "no arms in:\n%s", r);
@@ -183,7 +170,7 @@ static void t_adapts(void) {
         }
         for (unsigned i = 0; i < BLOCKS; i++) hak_free(blk[i]);
     }
-    char *r = json_report();
+    char *r = test_report(1);
     int arm = learn_arm(r);
     const char *arms = strstr(r, "\"learn\":");
     printf("   %s\n", arms ? arms : "(no learn section)");
@@ -203,11 +190,11 @@ static void *loop_thread(void *arg) {
 static void t_threads(void) {
     pthread_t t[2];
     for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, loop_thread, NULL) == 0, "pthread_create");
-    char *r = json_report();  // while the threads run
+    char *r = test_report(1);  // while the threads run
     free(r);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
     if (TEST_STATS) CHECK(hak_stat("learn_epochs") >= 20, "%" PRIu64 " epochs", hak_stat("learn_epochs"));
-    r = json_report();
+    r = test_report(1);
     CHECK(learn_arm(r) >= 0, "no learn section");
     free(r);
 }

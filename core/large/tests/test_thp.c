@@ -211,18 +211,6 @@ static void t_auto(void) {
 
 /* The report has the THP counters and the process's page faults (text and JSON), and
  * hak_stat knows the faults too. */
-static char *capture(int json) {
-    FILE *f = tmpfile();
-    CHECK(f != NULL, "tmpfile: %s", strerror(errno));
-    hak_stats_print(fileno(f), json);
-    long len = lseek(fileno(f), 0, SEEK_END);
-    CHECK(len > 0, "empty report");
-    char *buf = malloc((size_t)len + 1);
-    CHECK(buf != NULL && pread(fileno(f), buf, (size_t)len, 0) == len, "reading the report");
-    buf[len] = 0;
-    fclose(f);
-    return buf;
-}
 
 static void t_report(void) {
     char *p = touched(4 * MiB);
@@ -232,7 +220,7 @@ static void t_report(void) {
     CHECK(minflt >= (uint64_t)ru.ru_minflt && minflt > 0, "os_minflt %" PRIu64 ", getrusage said %ld", minflt,
           ru.ru_minflt);
     CHECK(stat("os_majflt") != UINT64_MAX, "os_majflt unknown");
-    char *txt = capture(0);
+    char *txt = test_report(0);
     static const char *const names[] = {"thp_advised ", "thp_advised_bytes ", "os_minflt ", "os_majflt "};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *at = strstr(txt, names[i]);
@@ -244,7 +232,7 @@ static void t_report(void) {
                   hak_stat("thp_advised"));
     }
     free(txt);
-    char *js = capture(1);
+    char *js = test_report(1);
     CHECK(strstr(js, "\"thp_advised\":") && strstr(js, "\"os_minflt\":") && strstr(js, "\"os_majflt\":"),
           "JSON report lacks the THP or fault members:\n%s", js);
     free(js);
