@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "hak_config.h"
+#include "hak_harden.h"
 #include "hak_lock.h"
 #include "hak_meta.h"
 #include "hak_os.h"
@@ -231,11 +232,14 @@ unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head, void **tai
     if (n == 0) return 0;
     char *first = slab->start + (size_t)slab->carved * slab->size;
     char *p = first;
+    // Linked and marked as free: every block on a free list carries the mark (hak_harden.h)
     for (unsigned i = 1; i < n; i++) {
-        *(void **)p = p + slab->size;
+        hak_link_set((void **)p, p + slab->size);
+        ((void **)p)[1] = (void *)hak_free_key;
         p += slab->size;
     }
-    *(void **)p = NULL;
+    hak_link_set((void **)p, NULL);
+    ((void **)p)[1] = (void *)hak_free_key;
     slab->carved += n;
     *head = first;
     *tail = p;
@@ -248,7 +252,7 @@ size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
         if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
         hak_slab_t *s = &ss->slabs[i];
         if (s->size < 2 * page) continue;
-        for (void **b = s->free; b; b = b[0]) {
+        for (void **b = s->free; b; b = hak_link_get(b)) {
             uintptr_t lo = hak_align_up((uintptr_t)b + 2 * sizeof(void *), page);
             uintptr_t hi = ((uintptr_t)b + s->size) & ~(uintptr_t)(page - 1);
             if (hi > lo && hak_os_purge((void *)lo, hi - lo) == 0) bytes += hi - lo;

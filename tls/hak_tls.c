@@ -19,7 +19,6 @@
 #include "hak_pagemap.h"
 
 __thread hak_tc_t hak_tc HAK_TLS_MODEL;
-uintptr_t hak_free_key;
 
 static hak_meta_pool_t heap_meta = HAK_META_POOL_INIT(sizeof(hak_heap_t));
 static hak_lock_t heaps_lock = HAK_LOCK_INIT;
@@ -51,20 +50,6 @@ static hak_tc_t global_tc;
 
 /* ---- global set-up ------------------------------------------------------------------ */
 
-static uintptr_t make_secret(void) {
-    uintptr_t k = 0;
-#ifdef SYS_getrandom
-    if (syscall(SYS_getrandom, &k, sizeof k, 1 /* GRND_NONBLOCK */) != (long)sizeof k) k = 0;
-#endif
-    if (k == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        k = (uintptr_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&ts ^ ((uintptr_t)getpid() << 32);
-    }
-    // odd: never equal to an aligned pointer or to NULL
-    return k | 1u;
-}
-
 static void tc_rooms_init(hak_tc_t *tc) {
     for (unsigned sc = 0; sc < HAK_SC_MAX; sc++) tc->room[sc] = hak_sc_info[sc].tc_cap;
 }
@@ -85,7 +70,7 @@ void hak_tls_global_init(void) {
     if (!hak_load_relaxed(&core_ready)) {
         hak_config_init();
         hak_sc_init();
-        hak_free_key = make_secret();
+        hak_harden_init();
         ck_stack_init(&global_heap.remote.stack);
         global_heap.owned = 1;
         hak_store_relaxed(&global_heap.owner_tc, (const void *)&global_tc);
@@ -202,7 +187,7 @@ static void span_now_empty(hak_heap_t *h, hak_slab_t *s) {
 // Book k blocks (a chain first..last, each already carrying the free mark) returned to s,
 // and give the span back when it became empty.
 static void slab_return_chain(hak_heap_t *h, hak_slab_t *s, void **first, void **last, uint32_t k) {
-    last[0] = s->free;
+    hak_link_set(last, s->free);
     s->free = first;
     s->free_count += k;
     s->used -= k;
@@ -218,7 +203,10 @@ static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
 
 static HAK_INLINE void *pop_quiet(hak_tc_t *tc, unsigned sc) {
     void **b = tc->head[sc];
-    tc->head[sc] = b[0];
+#if HAK_HARDEN
+    if (hak_unlikely(b[1] != (void *)hak_free_key)) hak_tls_corrupt(b);
+#endif
+    tc->head[sc] = hak_link_get(b);
     tc->room[sc]++;
     b[1] = NULL;
     return b;
@@ -241,8 +229,11 @@ static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
     uint64_t drained = 0, forwarded = 0;
     while (chain) {
         void **b = chain;
-        chain = b[0];
+        chain = b[0];  // queue links are plain: ck_stack writes them (hak_remote.h)
         hak_ss_t *ss = hak_ss_of(b);
+        // a link overwritten while queued points anywhere: stop before using it
+        if (hak_unlikely(ss == NULL || b[1] != (void *)hak_free_key))
+            hak_die("free(): remote free queue corrupted (a write to a freed block?)", b);
         hak_heap_t *owner = hak_load_relaxed(&ss->owner);
         if (owner != h) {
             hak_remote_push(&owner->remote, b);
@@ -252,7 +243,7 @@ static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
         unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, b)];
         drained++;
         if (tc && tc->room[sc] > 0) {
-            b[0] = tc->head[sc];
+            hak_link_set(b, tc->head[sc]);
             tc->head[sc] = b;
             tc->room[sc]--;
         } else {
@@ -279,9 +270,9 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
             if (n > ci->tc_cap) {
                 n = ci->batch;
                 void **cut = head;
-                for (uint32_t i = 1; i < n; i++) cut = cut[0];
-                s->free = cut[0];
-                cut[0] = NULL;
+                for (uint32_t i = 1; i < n; i++) cut = hak_link_get(cut);
+                s->free = hak_link_get(cut);
+                hak_link_set(cut, NULL);
             } else {
                 s->free = NULL;
             }
@@ -296,7 +287,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
         if (s->carved < s->capacity) {
             void *head, *tail;
             unsigned n = hak_slab_carve(s, ci->carve, &head, &tail);
-            *(void **)tail = tc->head[sc];
+            hak_link_set(tail, tc->head[sc]);
             tc->head[sc] = head;
             tc->room[sc] -= (int64_t)n;
             s->used += n;
@@ -532,9 +523,8 @@ static void flush_blocks(hak_tc_t *tc, hak_heap_t *h, unsigned sc, uint32_t n) {
         void **first = b, **last;
         uint32_t k = 0;
         do {
-            b[1] = (void *)hak_free_key;  // carved blocks that were never handed out lack it
             last = b;
-            b = b[0];
+            b = hak_link_get(b);
             k++;
         } while (--n && b && (uintptr_t)b - lo < len);
         moved += k;
@@ -559,7 +549,7 @@ void hak_tls_flush_slow(unsigned sc) {
 }
 
 static int list_contains(void **list, const void *p, uint32_t limit) {
-    for (; list && limit; list = list[0], limit--)
+    for (; list && limit; list = hak_link_get(list), limit--)
         if (list == p) return 1;
     return 0;
 }
@@ -605,6 +595,8 @@ static void remote_batch_add(hak_tc_t *tc, hak_heap_t *owner, void **b, uint32_t
     if (tc->rb_count >= HAK_RB_COUNT || tc->rb_bytes >= HAK_RB_BYTES) remote_batch_flush(tc);
 }
 
+void hak_tls_corrupt(void *b) { hak_die("malloc(): free list corrupted (a write to a freed block, or a wild free-list link)", b); }
+
 void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
     if (hak_unlikely(sc == HAK_SLAB_NONE)) hak_die("free(): invalid pointer (not an allocated block)", p);
     hak_tc_t *tc = &hak_tc;
@@ -628,7 +620,7 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
         }
     }
     if (owner == tc->heap && owner != NULL) {
-        b[0] = tc->head[sc];
+        hak_link_set(b, tc->head[sc]);
         b[1] = (void *)hak_free_key;
         tc->head[sc] = b;
         HAK_STAT_FAST(tc->stats, free_tls_sll);

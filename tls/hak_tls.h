@@ -10,6 +10,7 @@
 
 #include "hak_base.h"
 #include "hak_config.h"
+#include "hak_harden.h"
 #include "hak_lock.h"
 #include "hak_remote.h"
 #include "hak_sizeclass.h"
@@ -60,21 +61,25 @@ struct hak_heap {
 };
 
 extern HAK_HIDDEN __thread hak_tc_t hak_tc HAK_TLS_MODEL;
-/* Per-process secret written into the second word of every free block; a free that finds
- * it there is a double free (checked for certain on the slow path). */
-extern HAK_HIDDEN uintptr_t hak_free_key;
 
 HAK_HIDDEN void *hak_tls_refill_slow(unsigned sc);
 HAK_HIDDEN void hak_tls_flush_slow(unsigned sc);
 /* free() of a SuperSlab block that is not the calling thread's, or that looks freed. */
 HAK_HIDDEN void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc);
+/* A listed free block lost its free mark: report and abort. */
+HAK_HIDDEN __attribute__((noreturn, cold)) void hak_tls_corrupt(void *b);
 
 /* Pop a block of class sc. */
 static HAK_INLINE void *hak_tls_alloc(unsigned sc) {
     hak_tc_t *tc = &hak_tc;
     void **b = tc->head[sc];
     if (hak_unlikely(b == NULL)) return hak_tls_refill_slow(sc);
-    tc->head[sc] = b[0];
+#if HAK_HARDEN
+    // Every listed block carries the free mark: a block without it was written after its
+    // free, or the link that led here was (and decoded to a wild address).
+    if (hak_unlikely(b[1] != (void *)hak_free_key)) hak_tls_corrupt(b);
+#endif
+    tc->head[sc] = hak_link_get(b);
     tc->room[sc]++;
     b[1] = NULL;  // clear the free key: the block is live
     HAK_STAT_FAST(tc->stats, sc_alloc[sc]);
@@ -96,7 +101,7 @@ static HAK_INLINE void hak_tls_free(hak_ss_t *ss, void *p) {
         return;
     }
     b[1] = (void *)hak_free_key;
-    b[0] = tc->head[sc];
+    hak_link_set(b, tc->head[sc]);
     tc->head[sc] = b;
     HAK_STAT_FAST(tc->stats, free_tls_sll);
     if (hak_unlikely(--tc->room[sc] < 0)) hak_tls_flush_slow(sc);

@@ -95,6 +95,9 @@ void hak_config_init(void) {
     if (parse_uint(getenv("HAKMEM_SS_POOL"), &v)) hak_config.ss_pool_max = v;
     if (parse_uint(getenv("HAKMEM_DECAY_MS"), &v)) hak_config.decay_ms = v;
     if (parse_bytes(getenv("HAKMEM_BIGCACHE_MAX"), &v)) hak_config.bigcache_max = v;
+    const char *g = getenv("HAKMEM_GUARD");
+    if (g && strcmp(g, "1") == 0) hak_config.guard = 1;
+    if (parse_uint(getenv("HAKMEM_GUARD_SAMPLE"), &v)) hak_config.guard_sample = v;
     const char *l = getenv("HAKMEM_LEARN");
     if (l && strcmp(l, "1") == 0) hak_config.learn = 1;
     const char *t = getenv("HAKMEM_PURGE_THREAD");

@@ -17,6 +17,8 @@ typedef struct hak_config {
                             16/32/64/128 MiB (docs/DESIGN-NOTES.md, UCB1); 0 (default) off */
     int purge_thread;    /* HAKMEM_PURGE_THREAD: 1 (default) a background thread gives idle
                             memory back after HAKMEM_DECAY_MS; 0 only allocator calls do */
+    int guard;           /* HAKMEM_GUARD: 1 every block up to 64 KiB is guarded (hak_guard.h) */
+    size_t guard_sample; /* HAKMEM_GUARD_SAMPLE: one allocation in about N is guarded; 0 off */
     int thp;             /* HAKMEM_THP: HAK_THP_OFF (default), HAK_THP_ON or HAK_THP_AUTO */
     size_t thp_min;      /* HAKMEM_THP_MIN: smallest large block advised (default 2 MiB) */
     /* What those come to, with the kernel's setting under auto (docs/CONFIG.md), at init: */

@@ -183,3 +183,8 @@ int hak_os_move(void *p, size_t old_size, size_t new_size, void *target) {
     else HAK_STAT_ADD(os_unmap_bytes, old_size - new_size);
     return 0;
 }
+
+int hak_os_protect(void *p, size_t size, int rw) {
+    if (mprotect(p, size, rw ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) return errno;
+    return 0;
+}

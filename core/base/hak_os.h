@@ -22,6 +22,9 @@ HAK_HIDDEN void *hak_os_map_reclaim(size_t size, size_t align);
 HAK_HIDDEN void *hak_os_reserve(size_t size, size_t align);
 /* Unmap [p, p+size). Returns 0 or an errno value. */
 HAK_HIDDEN int hak_os_unmap(void *p, size_t size);
+/* Make [p, p+size) read-write (rw) or inaccessible (guard pages). Returns 0 or an errno
+ * value (ENOMEM: the kernel's limit on mappings, which every split counts against). */
+HAK_HIDDEN int hak_os_protect(void *p, size_t size, int rw);
 /* Give the pages of [p, p+size) back (MADV_DONTNEED): RSS falls, the range stays mapped
  * and reads as zero afterwards. Returns 0 or an errno value. */
 HAK_HIDDEN int hak_os_purge(void *p, size_t size);

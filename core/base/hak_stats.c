@@ -149,7 +149,7 @@ static void report_text(hak_buf_t *b, const snapshot_t *s) {
                   {"slabs and SuperSlabs", "slab_"}, {"", "ss_"}, {"large path", "large_"}, {"BigCache", "bigcache_"},
                   {"learning (HAKMEM_LEARN)", "learn_"},
                   {"API", "aligned_"}, {"", "realloc_"}, {"", "global_"}, {"threads", "thread_"},
-                  {"purge thread and trim", "purge_"}, {"", "trim_"}, {"OS", "os_"}, {"", "thp_"}};
+                  {"guarded blocks", "guard_"}, {"purge thread and trim", "purge_"}, {"", "trim_"}, {"OS", "os_"}, {"", "thp_"}};
     for (unsigned g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         size_t plen = strlen(groups[g].prefix);
         if (groups[g].title[0]) {

@@ -11,6 +11,7 @@
 
 #include "hak_fmt.h"
 #include "hak_front.h"
+#include "hak_guard.h"
 #include "hak_large.h"
 #include "hak_os.h"
 #include "hak_tls.h"
@@ -31,7 +32,39 @@
 __attribute__((constructor(101))) static void front_constructor(void) { hak_front_init(); }
 __attribute__((destructor(101))) static void front_destructor(void) { hak_front_fini(); }
 
-static HAK_COLD void *malloc_mid(size_t n) { return hak_tls_alloc(hak_sc_of_mid(n)); }
+#if HAK_HARDEN
+// Allocations left before the next guarded one (hak_guard.h). Zero in a new thread, so its
+// first small or mid malloc asks the guard module; INT64_MAX when guarding is off, which a
+// program never counts down. One decrement and branch on the small path.
+static __thread int64_t guard_countdown HAK_TLS_MODEL;
+static __thread int guard_armed HAK_TLS_MODEL;
+#define GUARD_DUE() hak_unlikely(--guard_countdown < 0)
+#else
+#define GUARD_DUE() 0
+#endif
+
+static HAK_COLD void *malloc_guarded(size_t n, uintptr_t site) {
+#if HAK_HARDEN
+    hak_tls_global_init();  // the configuration
+    int64_t skip = hak_guard_skip();
+    guard_countdown = skip;
+    // a thread's first call only sets its countdown, unless every block is guarded
+    int first = !guard_armed;
+    guard_armed = 1;
+    if (n <= HAK_GUARD_MAX && skip != INT64_MAX && !(first && skip > 0)) {
+        void *p = hak_guard_alloc(n, site);
+        if (p) return p;
+    }
+#else
+    (void)site;
+#endif
+    return hak_tls_alloc(n <= HAK_SMALL_MAX ? hak_sc_of_small(n) : hak_sc_of_mid(n));
+}
+
+static HAK_COLD void *malloc_mid(size_t n, uintptr_t site) {
+    if (GUARD_DUE()) return malloc_guarded(n, site);
+    return hak_tls_alloc(hak_sc_of_mid(n));
+}
 
 static HAK_COLD void *malloc_large(size_t n, uintptr_t site, int zero) {
     if (n > (size_t)PTRDIFF_MAX) {
@@ -44,13 +77,20 @@ static HAK_COLD void *malloc_large(size_t n, uintptr_t site, int zero) {
 
 // Always inline: HAK_SITE() below names the caller of the exported function.
 static HAK_INLINE void *front_malloc(size_t n) {
-    if (hak_likely(n <= HAK_SMALL_MAX)) return hak_tls_alloc(hak_sc_of_small(n));
-    if (n <= HAK_MID_MAX) return malloc_mid(n);
+    if (hak_likely(n <= HAK_SMALL_MAX)) {
+        if (GUARD_DUE()) return malloc_guarded(n, HAK_SITE());
+        return hak_tls_alloc(hak_sc_of_small(n));
+    }
+    if (n <= HAK_MID_MAX) return malloc_mid(n, HAK_SITE());
     return malloc_large(n, HAK_SITE(), 0);
 }
 
-static HAK_COLD void free_not_in_ss(void *p) {
+static HAK_COLD void free_not_in_ss(void *p, uintptr_t site) {
     if (p == NULL) return;
+    if (hak_guard_owns(p)) {
+        hak_guard_free(p, site);
+        return;
+    }
     hak_large_t *h = hak_large_of(p);
     if (h) {
         hak_large_free(h, p);
@@ -71,7 +111,7 @@ static HAK_INLINE void front_free(void *p) {
         hak_tls_free((hak_ss_t *)e, p);
         return;
     }
-    free_not_in_ss(p);
+    free_not_in_ss(p, HAK_SITE());
 }
 
 // The usable size of a live block, aborting on pointers hakmem does not know.
@@ -84,6 +124,7 @@ static size_t block_size(const void *p, const char *who) {
         if (!hak_slab_is_block(s, p)) hak_die(who, p);
         return s->size;
     }
+    if (hak_guard_owns(p)) return hak_guard_usable(p, who);
     hak_large_t *h = hak_large_of(p);
     if (h && (const char *)p == h->base && hak_large_live(h)) return hak_large_usable(h);
     hak_die(who, p);
@@ -153,8 +194,8 @@ HAK_FRONT void *hak_realloc(void *p, size_t n) {
         }
     } else {
         hak_large_t *h = hak_large_of(p);
-        if (!h) hak_die("realloc(): invalid pointer (not allocated by hakmem)", p);
-        if (n > HAK_MID_MAX) return hak_large_realloc(h, p, n);
+        if (h && n > HAK_MID_MAX) return hak_large_realloc(h, p, n);
+        if (!h && !hak_guard_owns(p)) hak_die("realloc(): invalid pointer (not allocated by hakmem)", p);
         old = block_size(p, "realloc(): invalid pointer");
     }
     void *q = front_malloc(n);

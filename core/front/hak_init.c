@@ -19,6 +19,7 @@
 #include "hak_stats.h"
 #include "hak_tls.h"
 #include "hak_front.h"
+#include "hak_guard.h"
 
 // Lock everything in the one order the slow paths take locks, so that fork() never copies
 // a lock held mid-update: heaps first, then the orphan list, pools, pagemap, stats.
@@ -27,6 +28,7 @@ static void fork_prepare(void) {
     hak_orphan_fork_prepare();
     hak_ss_fork_prepare();
     hak_large_fork_prepare();
+    hak_guard_fork_prepare();
     hak_pagemap_fork_prepare();
     hak_stats_fork_prepare();
 }
@@ -34,6 +36,7 @@ static void fork_prepare(void) {
 static void fork_parent(void) {
     hak_stats_fork_parent();
     hak_pagemap_fork_parent();
+    hak_guard_fork_parent();
     hak_large_fork_parent();
     hak_ss_fork_parent();
     hak_orphan_fork_parent();
@@ -102,6 +105,7 @@ static void fork_child(void) {
     if (hak_load_relaxed(&purge_state) == PURGE_RUNNING) hak_store_relaxed(&purge_state, PURGE_NONE);
     hak_stats_fork_child();
     hak_pagemap_fork_child();
+    hak_guard_fork_child();
     hak_large_fork_child();
     hak_ss_fork_child();
     hak_orphan_fork_child();

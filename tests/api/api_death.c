@@ -21,7 +21,6 @@
  * block, into a free slab, and addresses outside every region. */
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,38 +31,9 @@ typedef void (*bad_fn)(void *arg);
 /* Run fn(arg) in a child; it must die of SIGABRT printing exactly one line
  * "hakmem: <what> 0x<hex of expect>\n" on stderr. */
 static void expect_abort(const char *name, bad_fn fn, void *arg, const void *expect) {
-    int pfd[2];
-    CHECK(pipe(pfd) == 0, "pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 2);
-        close(pfd[1]);
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        signal(SIGABRT, SIG_DFL);
-        alarm(10);  // a hang shows up as SIGALRM, not as a stuck test
-        fn(arg);
-        _exit(0);  // survived: the misuse went unnoticed
-    }
-    close(pfd[1]);
     char out[4096];
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(pfd[0], out + len, sizeof out - 1 - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        len += (size_t)r;
-        if (len == sizeof out - 1) break;
-    }
-    out[len] = 0;
-    close(pfd[0]);
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
-
+    int status = run_in_child(fn, arg, out, sizeof out);
+    size_t len = strlen(out);
     char hex[32];
     snprintf(hex, sizeof hex, "0x%" PRIxPTR, (uintptr_t)expect);
     printf("   %s: child stderr: %s", name, len ? out : "(nothing)\n");
@@ -390,6 +360,100 @@ static void t_free_sized_too_big(void) {
     hak_free(p);
 }
 
+/* ---- free-list hardening (HAKMEM_HARDEN, docs/BAD-INPUTS.md) ------------------------ */
+
+#ifndef TEST_HARDEN
+#define TEST_HARDEN 1
+#endif
+#define NEED_HARDEN()                                                                              \
+    do {                                                                                           \
+        if (!TEST_HARDEN) {                                                                        \
+            printf("   built with -DHAKMEM_HARDEN=OFF: nothing to check\n");                       \
+            exit(TEST_SKIP);                                                                       \
+        }                                                                                          \
+    } while (0)
+
+// A write into a freed block (use after free): the next malloc of its class pops it, finds
+// the free mark gone, and stops.
+static void do_uaf_write(void *p) {
+    hak_free(p);
+    memset(p, 'A', 16);
+    (void)hak_malloc(48);
+}
+static void t_uaf_write_small(void) {
+    NEED_HARDEN();
+    void *p = hak_malloc(48);
+    CHECK(p != NULL, "malloc");
+    expect_abort("a write to a freed block, then malloc", do_uaf_write, p, p);
+    hak_free(p);
+}
+
+// A linear overflow from a live block into the free block after it.
+static void *g_next;
+static size_t g_stride;
+static void do_overflow_into_free(void *a) {
+    hak_free(g_next);
+    memset(a, 'B', g_stride + 16);  // the whole block and the neighbour's link and mark
+    (void)hak_malloc(208);
+}
+static void t_overflow_into_free(void) {
+    NEED_HARDEN();
+    enum { N = 64 };
+    char *b[N];
+    for (int i = 0; i < N; i++) b[i] = hak_malloc(208);
+    char *a = NULL;
+    g_stride = hak_usable_size(b[0]);  // the class size: blocks of a span are this far apart
+    for (int i = 0; i < N && !a; i++)
+        for (int j = 0; j < N; j++)
+            if (b[j] == b[i] + g_stride) {
+                a = b[i];
+                g_next = b[j];
+                break;
+            }
+    CHECK(a != NULL, "no two adjacent 208-byte blocks among %d", N);
+    expect_abort("an overflow into the next (free) block, then malloc", do_overflow_into_free, a, g_next);
+    for (int i = 0; i < N; i++) hak_free(b[i]);
+}
+
+// An attacker who can write a freed block and read its mark (but not the link key) plants
+// a fake free block: without the key the link decodes to a wild address, and malloc must
+// never return the fake block.
+static void *g_fake[4] __attribute__((aligned(16)));
+static void do_forged_link(void *p) {
+    hak_free(p);
+    g_fake[1] = ((void **)p)[1];  // a valid-looking free mark
+    ((void **)p)[0] = g_fake;     // the plain address as the link
+    void *x = hak_malloc(80);
+    void *y = hak_malloc(80);
+    if (x == (void *)g_fake || y == (void *)g_fake) _exit(3);
+    _exit(4);  // neither crashed nor returned the fake: tolerated only if y is a real block
+}
+static void t_forged_link(void) {
+    NEED_HARDEN();
+    void *p = hak_malloc(80);
+    CHECK(p != NULL, "malloc");
+    char out[4096];
+    int status = run_in_child(do_forged_link, p, out, sizeof out);
+    printf("   child status 0x%x, stderr: %s\n", status, out[0] ? out : "(nothing)");
+    CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 3), "malloc returned the forged block");
+    CHECK(WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGABRT),
+          "the forged link was followed without a fault (status 0x%x)", status);
+    hak_free(p);
+}
+
+// The link word of a free block is not the plain address of the next free block.
+static void t_free_list_encoded(void) {
+    NEED_HARDEN();
+    void *a = hak_malloc(112), *b = hak_malloc(112);
+    CHECK(a && b, "malloc");
+    hak_free(a);
+    hak_free(b);  // b now links to a
+    CHECK(((void **)b)[0] != a, "the link of a free block is the plain pointer %p", a);
+    CHECK(hak_malloc(112) == b && hak_malloc(112) == a, "the list did not decode back to b, a");
+    hak_free(a);
+    hak_free(b);
+}
+
 static const test_case_t cases[] = {
     {"double_free_small", t_double_free_small},
     {"double_free_interleaved", t_double_free_interleaved},
@@ -412,6 +476,10 @@ static const test_case_t cases[] = {
     {"realloc_freed", t_realloc_freed},
     {"usable_size_invalid", t_usable_size_invalid},
     {"free_sized_too_big", t_free_sized_too_big},
+    {"uaf_write_small", t_uaf_write_small},
+    {"overflow_into_free", t_overflow_into_free},
+    {"forged_link", t_forged_link},
+    {"free_list_encoded", t_free_list_encoded},
 };
 
 int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }
