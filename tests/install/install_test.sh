@@ -53,13 +53,21 @@ report() {
 }
 
 # run_json NAME EXPECT PROGRAM [ARGS]: runs it with HAKMEM_DEBUG=json, expects EXPECT on
-# stdout and exit 0, checks the report.
-run_json() {
-    name=$1
-    expect=$2
-    shift 2
+# stdout and exit 0, checks the report. run_launched: the same with HAKMEM_DEBUG unset (the
+# launcher's --json must set it).
+run_json() { run_report json "$@"; }
+run_launched() { run_report "" "$@"; }
+run_report() {
+    debug=$1
+    name=$2
+    expect=$3
+    shift 3
     rc=0
-    HAKMEM_DEBUG=json "$@" >"$W/$name.out" 2>"$W/$name.err" || rc=$?
+    if [ -n "$debug" ]; then
+        HAKMEM_DEBUG=$debug "$@" >"$W/$name.out" 2>"$W/$name.err" || rc=$?
+    else
+        "$@" >"$W/$name.out" 2>"$W/$name.err" || rc=$?
+    fi
     [ $rc = 0 ] || { cat "$W/$name.err" >&2; fail "$name: exit status $rc"; }
     grep -qx "$expect" "$W/$name.out" || { cat "$W/$name.out" "$W/$name.err" >&2; fail "$name: no '$expect' line"; }
     report "$W/$name.err" "$name"
@@ -158,9 +166,9 @@ export PATH
 "$CC" -o "$W/bare_plain" "$SRC/bare.c" || fail "cc bare.c failed"
 HAKMEM_DEBUG=json "$W/bare_plain" >/dev/null 2>"$W/plain.err" || fail "bare_plain failed"
 if grep -q hakmem "$W/plain.err"; then fail "a plain program printed a hakmem report: the launcher check would prove nothing"; fi
-run_json launcher_json "bare ok" hakmem --json -- "$W/bare_plain"
+run_launched launcher_json "bare ok" hakmem --json -- "$W/bare_plain"
 printf '3\n1\n2\n' >"$W/numbers"
-run_json launcher_sort "3" hakmem --json sort -r "$W/numbers"
+run_launched launcher_sort "3" hakmem --json sort -r "$W/numbers"
 hakmem --debug "$W/bare_plain" >/dev/null 2>"$W/launcher_debug.err" || fail "hakmem --debug bare_plain failed"
 grep -q '^hakmem: counters' "$W/launcher_debug.err" || fail "hakmem --debug printed no text report"
 rc=0
