@@ -31,6 +31,49 @@ size_t hak_os_page_size(void) {
     return ps;
 }
 
+/* ---- fault injection (hak_os_fault_set) ---------------------------------------------
+ * Per kind: calls to let through, then calls to fail. All relaxed: plain counters that
+ * publish no data; racing callers each take one unit (the CAS), so "fail K calls" fails
+ * exactly K whatever the threads. fault_armed says whether any kind was ever armed: the
+ * only thing an OS call reads when tests have not touched the hook. */
+static struct {
+    _Atomic uint64_t skip, fail, hits;
+} faults[HAK_OS_FAULT_KINDS];
+static _Atomic unsigned fault_armed;
+
+static int take_one(_Atomic uint64_t *counter) {
+    uint64_t v = atomic_load_explicit(counter, memory_order_relaxed);
+    while (v > 0)
+        if (atomic_compare_exchange_weak_explicit(counter, &v, v - 1, memory_order_relaxed, memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
+static HAK_COLD int fault_take(hak_os_fault_kind_t kind) {
+    if (take_one(&faults[kind].skip)) return 0;
+    if (!take_one(&faults[kind].fail)) return 0;
+    atomic_fetch_add_explicit(&faults[kind].hits, 1, memory_order_relaxed);
+    return 1;
+}
+
+// 1 if this call of that kind is to fail.
+static inline int fault_hit(hak_os_fault_kind_t kind) {
+    if (hak_likely(atomic_load_explicit(&fault_armed, memory_order_relaxed) == 0)) return 0;
+    return fault_take(kind);
+}
+
+void hak_os_fault_set(hak_os_fault_kind_t kind, uint64_t skip, uint64_t count) {
+    if ((unsigned)kind >= HAK_OS_FAULT_KINDS) return;
+    atomic_store_explicit(&faults[kind].fail, 0, memory_order_relaxed);
+    atomic_store_explicit(&faults[kind].skip, skip, memory_order_relaxed);
+    atomic_store_explicit(&faults[kind].fail, count, memory_order_relaxed);
+    if (count) atomic_store_explicit(&fault_armed, 1, memory_order_relaxed);
+}
+
+uint64_t hak_os_fault_hits(hak_os_fault_kind_t kind) {
+    return (unsigned)kind < HAK_OS_FAULT_KINDS ? atomic_load_explicit(&faults[kind].hits, memory_order_relaxed) : 0;
+}
+
 // Map size + align - page and cut the ends off, so the result is aligned without wasting
 // address space beyond one alignment unit in transit.
 static void *map_aligned(size_t size, size_t align, int prot) {
@@ -48,7 +91,9 @@ static void *map_aligned(size_t size, size_t align, int prot) {
     // committing the whole span would refuse alignments larger than memory.
     int reserve_first = prot != PROT_NONE && align - page >= RESERVE_FIRST;
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | (prot == PROT_NONE || reserve_first ? MAP_NORESERVE : 0);
-    char *raw = mmap(NULL, span, reserve_first ? PROT_NONE : prot, flags, -1, 0);
+    char *raw = hak_unlikely(fault_hit(HAK_OS_FAULT_MAP))
+                    ? MAP_FAILED
+                    : mmap(NULL, span, reserve_first ? PROT_NONE : prot, flags, -1, 0);
     if (raw == MAP_FAILED) {
         HAK_STAT_INC(os_map_fail);
         errno = ENOMEM;
@@ -107,12 +152,14 @@ void *hak_os_map_reclaim(size_t size, size_t align) {
 void *hak_os_reserve(size_t size, size_t align) { return map_aligned(size, align, PROT_NONE); }
 
 int hak_os_unmap(void *p, size_t size) {
+    if (hak_unlikely(fault_hit(HAK_OS_FAULT_UNMAP))) return errno = ENOMEM;
     if (munmap(p, size) != 0) return errno;
     HAK_STAT_ADD(os_unmap_bytes, size);
     return 0;
 }
 
 int hak_os_purge(void *p, size_t size) {
+    if (hak_unlikely(fault_hit(HAK_OS_FAULT_PURGE))) return errno = EAGAIN;
     if (madvise(p, size, MADV_DONTNEED) != 0) return errno;
     HAK_STAT_ADD(os_purge_bytes, size);
     return 0;
@@ -169,6 +216,7 @@ hak_os_thp_t hak_os_thp_setting(void) {
 }
 
 int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size) {
+    if (hak_unlikely(fault_hit(HAK_OS_FAULT_REMAP))) return errno = ENOMEM;
     void *r = mremap(p, old_size, new_size, 0);
     if (r == MAP_FAILED) return errno;
     if (new_size > old_size) HAK_STAT_ADD(os_map_bytes, new_size - old_size);
@@ -177,6 +225,7 @@ int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size) {
 }
 
 int hak_os_move(void *p, size_t old_size, size_t new_size, void *target) {
+    if (hak_unlikely(fault_hit(HAK_OS_FAULT_REMAP))) return errno = ENOMEM;
     void *r = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
     if (r == MAP_FAILED) return errno;
     if (new_size > old_size) HAK_STAT_ADD(os_map_bytes, new_size - old_size);

@@ -56,3 +56,21 @@ HAK_HIDDEN uint64_t hak_os_now_ms(void);
 HAK_HIDDEN uint64_t hak_os_now_ns(void);
 /* Minor page faults of the process so far (getrusage, one syscall). */
 HAK_HIDDEN uint64_t hak_os_minflt(void);
+
+/* Fault injection, for tests (tests/fault, tests/fuzz): make the OS calls of one kind fail
+ * as the kernel would. After hak_os_fault_set(kind, skip, count) the next skip calls of that
+ * kind succeed and the count after them fail (mmap with ENOMEM, munmap, madvise and mremap
+ * with the errno below); count 0 disarms the kind. Every failure passes through the same
+ * handling as a real one. Cost when disarmed: one relaxed load and a not-taken branch per OS
+ * call, beside a system call; nothing on any allocation fast path. Reached only by programs
+ * linked with the static library (hidden in libhakmem.so, and no environment switch). */
+typedef enum hak_os_fault_kind {
+    HAK_OS_FAULT_MAP = 0, /* mmap (hak_os_map, hak_os_reserve): ENOMEM */
+    HAK_OS_FAULT_UNMAP,   /* munmap (hak_os_unmap): ENOMEM, as past vm.max_map_count */
+    HAK_OS_FAULT_PURGE,   /* madvise(MADV_DONTNEED) (hak_os_purge): EAGAIN */
+    HAK_OS_FAULT_REMAP,   /* mremap (hak_os_resize_inplace, hak_os_move): ENOMEM */
+    HAK_OS_FAULT_KINDS
+} hak_os_fault_kind_t;
+HAK_HIDDEN void hak_os_fault_set(hak_os_fault_kind_t kind, uint64_t skip, uint64_t count);
+/* Calls of that kind failed by injection since the program started. */
+HAK_HIDDEN uint64_t hak_os_fault_hits(hak_os_fault_kind_t kind);
