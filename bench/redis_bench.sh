@@ -50,7 +50,7 @@ if [ ! -x "$jdir/src/redis-server" ]; then
         redis-server >"$REDIS_WORK/make-jemalloc.log" 2>&1 ||
         { tail -n 30 "$REDIS_WORK/make-jemalloc.log" >&2; redis_die "jemalloc build failed"; }
 fi
-ldd "$jdir/src/redis-server" | grep -q 'libjemalloc\.so\.2' || redis_die "jemalloc build does not link libjemalloc.so.2"
+grep -q "libjemalloc\.so\.2" <<<"$(ldd "$jdir/src/redis-server")" || redis_die "jemalloc build does not link libjemalloc.so.2"
 
 src=$REDIS_SRC/src
 cli=$src/redis-cli

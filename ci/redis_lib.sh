@@ -68,7 +68,7 @@ redis_fetch() {
     local version dir
     version=$(apt-cache showsrc redis | awk '/^Version:/ { print $2 }' | sort -V | tail -n1)
     [ -n "$version" ] || redis_die "apt-cache showsrc redis gave no version"
-    dir=$REDIS_WORK/src-$version
+    dir=$REDIS_WORK/src-${version//[:~]/_}
     if [ ! -f "$dir/.unpacked" ]; then
         rm -rf "$dir"
         mkdir -p "$dir"
@@ -132,7 +132,7 @@ redis_start() {
     REDIS_LAST_PID=$!
     REDIS_PIDS+=("$REDIS_LAST_PID")
     for ((i = 0; i < 200; i++)); do
-        "$REDIS_SRC/src/redis-cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+        [ "$("$REDIS_SRC/src/redis-cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
         kill -0 "$REDIS_LAST_PID" 2>/dev/null || break
         sleep 0.05
     done
@@ -180,6 +180,7 @@ redis_cleanup() {
 
 redis_on_exit() {
     local rc=$?
+    set +e  # a server already gone is not an error here
     redis_cleanup
     exit "$rc"
 }
@@ -196,17 +197,23 @@ redis_init() {
 #           HAKMEM_DEBUG=json reports at shutdown at least the mallocs of 20000 keys.
 #   glibc:  malloc undefined, bound to GLIBC; the same probe writes no hakmem report.
 redis_verify() {
-    local src=$REDIS_SRC/src s port dir pid
-    for s in malloc free calloc realloc malloc_usable_size posix_memalign; do
-        nm "$src/redis-server.hakmem" | grep -qE "^[0-9a-f]+ T $s\$" ||
-            redis_die "redis-server.hakmem does not define $s (nm)"
-        nm -D "$src/redis-server.hakmem" | grep -qE " T $s\$" ||
+    local src=$REDIS_SRC/src s port dir pid hsyms hdyn gdyn libs
+    # Into variables first: "nm | grep -q" fails under pipefail when grep stops reading early.
+    hsyms=$(nm "$src/redis-server.hakmem")
+    hdyn=$(nm -D "$src/redis-server.hakmem")
+    gdyn=$(nm -D "$src/redis-server.glibc")
+    for s in malloc free calloc realloc malloc_usable_size posix_memalign aligned_alloc memalign; do
+        grep -qE "^[0-9a-f]+ T $s\$" <<<"$hsyms" || redis_die "redis-server.hakmem does not define $s (nm)"
+        grep -qE " T $s\$" <<<"$hdyn" ||
             redis_die "redis-server.hakmem does not export $s for glibc's internal calls (nm -D)"
-        nm -D "$src/redis-server.glibc" | grep -qE " U $s@GLIBC" ||
-            redis_die "redis-server.glibc does not take $s from glibc (nm -D)"
     done
-    ! ldd "$src/redis-server.hakmem" | grep -qE 'jemalloc|tcmalloc|mimalloc|hakmem' ||
-        redis_die "redis-server.hakmem links another allocator: $(ldd "$src/redis-server.hakmem")"
+    for s in malloc free calloc realloc malloc_usable_size; do  # the ones Redis calls
+        grep -qE " U $s@GLIBC" <<<"$gdyn" || redis_die "redis-server.glibc does not take $s from glibc (nm -D)"
+    done
+    grep -q ' T hak_malloc$' <<<"$hsyms" || redis_die "redis-server.hakmem has no hak_malloc: not hakmem's malloc"
+    libs=$(ldd "$src/redis-server.hakmem")
+    ! grep -qE 'jemalloc|tcmalloc|mimalloc|hakmem' <<<"$libs" ||
+        redis_die "redis-server.hakmem links another allocator: $libs"
     redis_log "nm: redis-server.hakmem defines and exports the malloc family; redis-server.glibc imports it from GLIBC"
     for s in hakmem glibc; do
         port=$(redis_free_port 1)
@@ -216,7 +223,7 @@ redis_verify() {
         pid=$REDIS_LAST_PID
         "$src/redis-cli" -p "$port" debug populate 20000 probe 100 >/dev/null
         [ "$("$src/redis-cli" -p "$port" dbsize)" = 20000 ] || redis_die "$s: populate failed"
-        "$src/redis-cli" -p "$port" info memory | grep -q '^mem_allocator:libc' ||
+        grep -q '^mem_allocator:libc' <<<"$("$src/redis-cli" -p "$port" info memory)" ||
             redis_die "$s: INFO mem_allocator is not libc"
         redis_stop "$pid" "$port"
         if [ "$s" = hakmem ]; then

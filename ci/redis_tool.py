@@ -9,6 +9,7 @@
   redis_tool.py compare HAK_DIR LIBC_DIR  compare two ./runtest runs (each DIR holds
                                           runtest.log and the servers' logs under tmp/);
                                           exit 1 if hakmem fails a test the libc build did not
+  redis_tool.py selftest                  compare on made-up runs: it must pass and fail
 """
 import glob
 import json
@@ -101,7 +102,7 @@ def no_report(path):
 def parse_run(run_dir):
     """Results of one ./runtest run: passed names, failed names, crashes, and whether the
     run itself ended cleanly (the summary line was printed)."""
-    passed, failed, notes = set(), {}, []
+    passed, failed, notes = set(), {}, {"ok_lines": 0}
     finished = False
     with open(os.path.join(run_dir, "runtest.log"), errors="replace") as f:
         lines = [ANSI.sub("", line.rstrip("\n")) for line in f]
@@ -109,6 +110,7 @@ def parse_run(run_dir):
         m = re.match(r"\[ok\]: (.*) \(\d+ ms\)$", line)
         if m:
             passed.add(m.group(1))
+            notes["ok_lines"] += 1
             continue
         m = re.match(r"\[(err|exception)\]: (.*)$", line)
         if m:
@@ -144,10 +146,10 @@ def parse_run(run_dir):
 
 
 def compare(hak_dir, libc_dir):
-    hp, hf, _ = parse_run(hak_dir)
-    lp, lf, _ = parse_run(libc_dir)
-    print(f"hakmem build: {len(hp)} passed, {len(hf)} failed")
-    print(f"glibc build:  {len(lp)} passed, {len(lf)} failed")
+    hp, hf, hn = parse_run(hak_dir)
+    lp, lf, ln = parse_run(libc_dir)
+    print(f"hakmem build: {hn['ok_lines']} [ok] ({len(hp)} distinct names), {len(hf)} failed")
+    print(f"glibc build:  {ln['ok_lines']} [ok] ({len(lp)} distinct names), {len(lf)} failed")
     for name, why in sorted(lf.items()):
         print(f"  glibc failed: {name}: {why}")
     regressions = {n: w for n, w in hf.items() if n not in lf}
@@ -164,7 +166,45 @@ def compare(hak_dir, libc_dir):
     return 0
 
 
+def selftest():
+    """compare must pass a clean pair, pass a failure both builds share, and fail on a
+    hakmem-only [err], on a crashed server whose test passed, and on an unfinished run."""
+    import contextlib
+    import io
+    import tempfile
+
+    ok_log = "[ok]: A (1 ms)\n[ok]: B (2 ms)\n\\o/ All tests passed without errors!\n"
+    err_log = ("[ok]: A (1 ms)\n[err]: B in tests/unit/x.tcl\nExpected 1 got 2\n"
+               "!!! WARNING The following tests failed:\n")
+    crash = "### Starting test A in tests/unit/x.tcl\n=== REDIS BUG REPORT START: Cut & paste\n"
+    cases = [  # (hakmem log, hakmem server stdout, glibc log, expected exit)
+        (ok_log, "", ok_log, 0),
+        (err_log, "", err_log, 0),
+        (err_log, "", ok_log, 1),
+        (ok_log, crash, ok_log, 1),
+        ("[ok]: A (1 ms)\n", "", ok_log, 1),
+    ]
+    bad = 0
+    for i, (hlog, hsrv, glog, want) in enumerate(cases):
+        with tempfile.TemporaryDirectory() as d:
+            for name, log, srv in (("h", hlog, hsrv), ("g", glog, "")):
+                os.makedirs(os.path.join(d, name, "tmp", "server.1"))
+                with open(os.path.join(d, name, "runtest.log"), "w") as f:
+                    f.write(log)
+                with open(os.path.join(d, name, "tmp", "server.1", "stdout"), "w") as f:
+                    f.write(srv)
+            with contextlib.redirect_stdout(io.StringIO()):
+                got = compare(os.path.join(d, "h"), os.path.join(d, "g"))
+        if got != want:
+            print(f"selftest case {i}: compare returned {got}, expected {want}")
+            bad += 1
+    print(f"redis_tool selftest: {len(cases) - bad}/{len(cases)} cases as expected")
+    return 1 if bad else 0
+
+
 def main(argv):
+    if argv[1:] == ["selftest"]:
+        return selftest()
     if len(argv) == 3 and argv[1] == "free-range":
         return free_range(int(argv[2]))
     if len(argv) == 4 and argv[1] == "probe-json":
