@@ -9,7 +9,7 @@
 #   throughput: redis-benchmark -P 16 -c 50 -r 100000 on SET, GET, LPUSH (N requests each) and
 #               LRANGE_100 (N/5), requests per second;
 #   memory:     DEBUG POPULATE of 5 groups of string keys (16 B .. 400 KB values), DEL of every
-#               other key of each group, then INFO memory at once, 1 s and 10 s later
+#               other key of each group, then INFO memory 0.5 s, 2 s and 12 s later
 #               (used_memory, used_memory_rss, mem_fragmentation_ratio).
 # Results: bench/results/redis.md (medians, ratios to jemalloc) and redis.csv (every sample).
 #
@@ -110,12 +110,13 @@ for ((r = 1; r <= rounds; r++)); do
             IFS=: read -r name count size <<<"$g"
             "$cli" -p "$port" debug populate "$count" "$name" "$size" >/dev/null
         done
+        sleep 0.5  # INFO's used_memory_rss is sampled by serverCron (every 100 ms at hz 10)
         read -r u rss frag < <(meminfo "$port")
         printf '%s,%s,filled_used,%s\n%s,%s,filled_rss,%s\n%s,%s,filled_frag,%s\n' \
             "$r" "$b" "$u" "$r" "$b" "$rss" "$r" "$b" "$frag" >>"$tmpcsv"
         del_half "$(echo "$groups" | awk '{ for (i = 1; i <= NF; i++) { split($i, g, ":"); printf "%s:%s ", g[1], g[2] } }')" "$port"
-        for t in 0 1 10; do
-            case $t in 1) sleep 1 ;; 10) sleep 9 ;; esac
+        for t in 0.5 2 12; do
+            case $t in 0.5) sleep 0.5 ;; 2) sleep 1.5 ;; 12) sleep 10 ;; esac
             read -r u rss frag < <(meminfo "$port")
             printf '%s,%s,half_%ss_used,%s\n%s,%s,half_%ss_rss,%s\n%s,%s,half_%ss_frag,%s\n' \
                 "$r" "$b" "$t" "$u" "$r" "$b" "$t" "$rss" "$r" "$b" "$t" "$frag" >>"$tmpcsv"

@@ -34,8 +34,9 @@ def table(data, rows, fmt, note):
             cells.append(f"{cell} <sub>{fmt(min(v))}..{fmt(max(v))}</sub>")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
-    print(note)
-    print()
+    if note:
+        print(note)
+        print()
 
 
 def main(path):
@@ -47,14 +48,14 @@ def main(path):
           lambda x: f"{x / 1000:.0f}k", "")
     print(f"## Memory (median of {n}; in brackets the ratio to jemalloc, lower is better)\n")
     rows = []
-    for stage, label in (("filled", "filled"), ("half_0s", "half deleted, at once"),
-                         ("half_1s", "half deleted, +1 s"), ("half_10s", "half deleted, +10 s")):
+    for stage, label in (("filled", "filled"), ("half_0.5s", "half deleted, +0.5 s"),
+                         ("half_2s", "half deleted, +2 s"), ("half_12s", "half deleted, +12 s")):
         rows += [(f"{stage}_used", f"{label}: used_memory"), (f"{stage}_rss", f"{label}: used_memory_rss")]
     table(data, rows, lambda x: f"{x / 2**20:.1f} MiB",
           "used_memory is Redis's own count (malloc_usable_size of each block for the libc "
           "builds, jemalloc's for jemalloc), so it differs between builds too.")
     print(f"## mem_fragmentation_ratio (used_memory_rss / used_memory, median of {n})\n")
-    table(data, [(f"{s}_frag", s) for s in ("filled", "half_0s", "half_1s", "half_10s")],
+    table(data, [(f"{s}_frag", s) for s in ("filled", "half_0.5s", "half_2s", "half_12s")],
           lambda x: f"{x:.2f}", "")
 
 
