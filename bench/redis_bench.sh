@@ -131,7 +131,7 @@ mv "$tmpcsv" "$csv"
     echo "# Redis: hakmem, glibc and jemalloc builds of the same source"
     echo
     bench_rev=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
-    git diff --quiet HEAD -- . ':!bench/results' 2>/dev/null || bench_rev="$bench_rev (+ uncommitted changes)"
+    git diff --quiet HEAD -- . ':!bench' ':!ci' 2>/dev/null || bench_rev="$bench_rev (+ uncommitted changes)"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) CPUs, $(uname -r); shared and noisy"
     echo "- hakmem: $bench_rev (Release, libhakmem.a linked in whole)"
