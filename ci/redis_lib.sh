@@ -35,8 +35,17 @@ redis_pkgs() {
 # (rewritten only when it would change, so running twice changes nothing).
 redis_add_deb_src() {
     local src=/etc/apt/sources.list.d/debian.sources dst=/etc/apt/sources.list.d/hakmem-deb-src.sources
-    [ -r "$src" ] || redis_die "$src not found: cannot mirror it as deb-src"
     local want
+    if [ ! -r "$src" ]; then  # one-line style only: mirror its "deb" lines
+        dst=/etc/apt/sources.list.d/hakmem-deb-src.list
+        want=$(sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' /etc/apt/sources.list 2>/dev/null)
+        [ -n "$want" ] || redis_die "neither $src nor deb lines in /etc/apt/sources.list"
+        if [ ! -f "$dst" ] || [ "$(cat "$dst")" != "$want" ]; then
+            printf '%s\n' "$want" >"$dst"
+            REDIS_APT_STALE=1
+        fi
+        return 0
+    fi
     want=$(awk '
         function flush() {
             if (n && isdeb && !off) { for (i = 1; i <= n; i++) print buf[i]; print "" }
