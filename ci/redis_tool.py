@@ -24,6 +24,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CRASH = re.compile(r"REDIS BUG REPORT START|crashed by signal|=== ASSERTION FAILED ===|"
                    r"Guru Meditation|------ STACK TRACE ------")
 STARTING = re.compile(r"### Starting test (.*)$")
+WHY = re.compile(r"(==> .*|crashed by signal: \d+|Guru Meditation: .*|WATCHDOG TIMER EXPIRED)")
 
 
 def listening_ports():
@@ -127,15 +128,24 @@ def parse_run(run_dir):
     # A server that crashed counts as a failure of the test that was running, even when the
     # test itself did not notice (a crash at shutdown, or after its last command).
     for log in sorted(glob.glob(os.path.join(run_dir, "tmp", "*", "stdout"))):
-        current = "(before any test)"
+        current = "(no test logged)"
         with open(log, errors="replace") as f:
-            for line in f:
-                m = STARTING.search(line)
-                if m:
-                    current = re.sub(r" in tests/\S+\.tcl$", "", m.group(1).strip())
-                elif CRASH.search(line):
-                    failed[f"crash: {current}"] = f"{log}: {line.strip()}"[:300]
-                    break
+            lines = f.readlines()
+        for i, line in enumerate(lines):
+            m = STARTING.search(line)
+            if m:
+                current = re.sub(r" in tests/\S+\.tcl$", "", m.group(1).strip())
+            elif CRASH.search(line):
+                # Key: the test and what the report says went wrong (an assertion's file:line,
+                # the signal), the same in both builds for the crashes some tests provoke.
+                why = "crash"
+                for later in lines[max(0, i - 3):i + 12]:
+                    w = WHY.search(later)
+                    if w:
+                        why = w.group(1).strip()
+                        break
+                failed[f"crash: {current}: {why}"] = f"{log}: {line.strip()}"[:300]
+                break
     for err in sorted(glob.glob(os.path.join(run_dir, "tmp", "*", "stderr"))):
         with open(err, errors="replace") as f:
             for line in f:
