@@ -146,9 +146,13 @@ run_build() {
   local rep
   if [[ $build == hakmem ]]; then
     rep=$(ngx_report_mallocs <"$pfx/stderr") || ngx_die "$build: no HAKMEM_DEBUG report on the master's stderr"
-    [[ ${rep%% *} == $((1 + 2 * workers)) ]] ||
-      ngx_die "$build: ${rep%% *} hakmem reports, want $((1 + 2 * workers)) (master, 2 x $workers workers)"
-    ngx_log "$build: hakmem reports from master and workers: $rep (reports, mallocs)"
+    local started parsed mallocs last
+    read -r started parsed mallocs last <<<"$rep"
+    ((started == 1 + 2 * workers)) ||
+      ngx_die "$build: $started hakmem reports, want $((1 + 2 * workers)) (master, 2 x $workers workers)"
+    ((last == 1 && mallocs > 0)) || ngx_die "$build: the master's report (the last) is not whole or counts no mallocs"
+    ngx_log "$build: $started hakmem reports (master and every worker), $parsed of them whole" \
+      "(see ngx_report_mallocs), $mallocs mallocs counted in those"
   else
     ! grep -q '"hakmem"' "$pfx/stderr" || ngx_die "$build: a hakmem report from the glibc build"
   fi

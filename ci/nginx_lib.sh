@@ -129,33 +129,46 @@ ngx_verify_link() {
   ngx_log "nm: the hakmem build defines and exports the malloc family; the glibc build imports it"
   ngx_log "ldd (hakmem build): $(ldd "$h" | awk '{print $1}' | tr '\n' ' ')"
 
-  local out mallocs
+  local out mallocs started parsed last
   out=$(HAKMEM_DEBUG=json "$h" -t -q -p "$(dirname "$conf")" -c "$conf" 2>&1 >/dev/null) ||
     ngx_die "hakmem build: nginx -t failed: $out"
   mallocs=$(printf '%s\n' "$out" | ngx_report_mallocs) || ngx_die "hakmem build: no HAKMEM_DEBUG=json report from nginx -t: $out"
-  [[ $mallocs =~ ^1\ [0-9]+$ && ${mallocs#1 } -ge 20 ]] ||
-    ngx_die "hakmem build: nginx -t report: 'reports mallocs' = '$mallocs' (want 1 report, >= 20 mallocs)"
-  ngx_log "runtime probe: nginx -t (hakmem build) reported ${mallocs#1 } mallocs through hakmem"
+  read -r started parsed mallocs last <<<"$mallocs"
+  ((started == 1 && parsed == 1 && mallocs >= 20)) ||
+    ngx_die "hakmem build: nginx -t: $started reports, $parsed whole, $mallocs mallocs (want 1, 1, >= 20)"
+  ngx_log "runtime probe: nginx -t (hakmem build) reported $mallocs mallocs through hakmem"
   out=$(HAKMEM_DEBUG=json "$g" -t -q -p "$(dirname "$conf")" -c "$conf" 2>&1 >/dev/null) ||
     ngx_die "glibc build: nginx -t failed: $out"
   [[ $out != *'"hakmem"'* ]] || ngx_die "glibc build: printed a hakmem report"
 }
 
-# stdin: text with HAKMEM_DEBUG=json reports among other lines. stdout: "REPORTS MALLOCS"
-# where MALLOCS sums the per-class and large mallocs of every report; fails if none.
+# stdin: text with HAKMEM_DEBUG=json reports among other lines. stdout: "STARTED PARSED
+# MALLOCS LAST": reports begun, reports that parse as JSON, mallocs (per-class and large)
+# summed over those, and 1 if the last report parses (0 if not); fails if none began.
+# Reports of processes that exit together can be cut into each other: hakmem writes a report
+# line longer than its 1 KiB buffer in pieces (nginx workers do this at reload and stop), so
+# only the beginnings are counted for all of them. The master exits after its workers, so
+# its report, the last, is whole.
 ngx_report_mallocs() {
   python3 -c '
 import json, sys
-n = total = 0
+started = parsed = total = 0
+last = 0
 for line in sys.stdin:
-    line = line.strip()
-    if not line.startswith("{\"hakmem\""):
+    k = line.count("{\"hakmem\":")
+    if not k:
         continue
-    h = json.loads(line)["hakmem"]
-    n += 1
+    started += k
+    try:
+        h = json.loads(line)["hakmem"]
+    except ValueError:
+        last = 0
+        continue
+    parsed += 1
+    last = 1
     total += sum(c["mallocs"] for c in h["size_classes"]) + h["counters"]["large_alloc"]
-print(n, total)
-sys.exit(0 if n else 1)
+print(started, parsed, total, last)
+sys.exit(0 if started else 1)
 '
 }
 
