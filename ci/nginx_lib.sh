@@ -95,7 +95,7 @@ ngx_build_one() {
 
 # Everything: packages, source, hakmem (release, own build folder), both nginx builds.
 ngx_build() {
-  ngx_install_pkgs build-essential cmake libck-dev dpkg-dev libpcre2-dev zlib1g-dev curl "$@"
+  ngx_install_pkgs build-essential cmake libck-dev dpkg-dev libpcre2-dev zlib1g-dev curl python3 "$@"
   local src
   src=$(ngx_source)
   ngx_log "nginx source: $src"
