@@ -94,12 +94,13 @@ for f in ("f1k", "f64k"):
     name = {"f1k": "1 KiB", "f64k": "64 KiB"}[f]
     print(f"| {name} | {h:.0f} | {g:.0f} | {h / g:.3f} | {hr:.0f} | {gr:.0f} | {hr / gr:.3f} |")
 print()
-print("Spread over the rounds (min - max requests/s):")
+print("Spread over the rounds (min - max requests/s), and hakmem / glibc within each round:")
 print()
-print("| file | hakmem | glibc |")
-print("|---|---:|---:|")
+print("| file | hakmem | glibc | per-round ratios |")
+print("|---|---:|---:|---|")
 for f in ("f1k", "f64k"):
     s = [f"{min(col(b, f, 'requests_per_s')):.0f} - {max(col(b, f, 'requests_per_s')):.0f}" for b in ("hakmem", "glibc")]
-    print(f"| {f} | {s[0]} | {s[1]} |")
+    ratios = " ".join(f"{h / g:.2f}" for h, g in zip(col("hakmem", f, "requests_per_s"), col("glibc", f, "requests_per_s")))
+    print(f"| {f} | {s[0]} | {s[1]} | {ratios} |")
 PY
 cat "$NGX_ROOT/bench/results/nginx.md"
