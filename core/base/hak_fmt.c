@@ -18,9 +18,13 @@ static void write_all(int fd, const char *p, size_t n) {
     }
 }
 
-void hak_buf_init(hak_buf_t *b, int fd) {
+void hak_buf_init(hak_buf_t *b, int fd) { hak_buf_init_ext(b, fd, b->own, sizeof b->own); }
+
+void hak_buf_init_ext(hak_buf_t *b, int fd, char *mem, size_t cap) {
     b->fd = fd;
     b->len = 0;
+    b->cap = cap;
+    b->data = mem;
 }
 
 void hak_buf_flush(hak_buf_t *b) {
@@ -45,8 +49,8 @@ static void flush_lines(hak_buf_t *b) {
 
 static void put(hak_buf_t *b, const char *s, size_t n) {
     while (n > 0) {
-        if (b->len == sizeof b->data) flush_lines(b);
-        size_t room = sizeof b->data - b->len;
+        if (b->len == b->cap) flush_lines(b);
+        size_t room = b->cap - b->len;
         size_t k = n < room ? n : room;
         memcpy(b->data + b->len, s, k);
         b->len += k;

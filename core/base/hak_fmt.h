@@ -9,11 +9,14 @@
 
 typedef struct hak_buf {
     int fd;
-    size_t len;
-    char data[1024];
+    size_t len, cap;
+    char *data;        /* own[] or the caller's memory */
+    char own[1024];
 } hak_buf_t;
 
 HAK_HIDDEN void hak_buf_init(hak_buf_t *b, int fd);
+/* The same with the caller's cap bytes of storage (a report built whole, written once). */
+HAK_HIDDEN void hak_buf_init_ext(hak_buf_t *b, int fd, char *mem, size_t cap);
 HAK_HIDDEN void hak_buf_str(hak_buf_t *b, const char *s);
 HAK_HIDDEN void hak_buf_u64(hak_buf_t *b, uint64_t v);
 /* Right-aligned in width columns. */

@@ -228,15 +228,23 @@ static void report_json(hak_buf_t *b, const snapshot_t *s) {
 void hak_stats_report(int fd, int json, hak_stats_extra_fn extra) {
     snapshot_t s;
     take_snapshot(&s);
+    // The whole report is built in one buffer and written at once when it fits (it does,
+    // by far): the JSON report is one line, and processes exiting together (nginx's workers)
+    // must not cut each other's lines. A second report at the same moment (another thread)
+    // uses a small buffer, written a few lines at a time.
+    static char big[64 << 10];
+    static hak_lock_t big_lock = HAK_LOCK_INIT;
+    int have_big = hak_trylock(&big_lock);
     hak_buf_t b;
-    hak_buf_init(&b, fd);
+    if (have_big) hak_buf_init_ext(&b, fd, big, sizeof big);
+    else hak_buf_init(&b, fd);
     if (json) report_json(&b, &s);
     else report_text(&b, &s);
     if (extra) {
         if (json) hak_buf_str(&b, ",");
-        hak_buf_flush(&b);  // the section writes to fd itself, after what is buffered here
-        extra(fd, json);
+        extra(&b, json);
     }
     if (json) hak_buf_str(&b, "}}\n");
     hak_buf_flush(&b);
+    if (have_big) hak_unlock(&big_lock);
 }

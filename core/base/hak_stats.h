@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "hak_base.h"
+#include "hak_fmt.h"
 #include "hak_sizeclass.h"
 
 #ifndef HAK_STATS
@@ -87,7 +88,7 @@ HAK_HIDDEN int hak_stats_index(const char *name);
 /* A section a higher module adds to the report (the front passes the large path's call
  * sites; core/base never calls up). In JSON it writes one member, "name":value, which the
  * report places inside its object. */
-typedef void (*hak_stats_extra_fn)(int fd, int json);
+typedef void (*hak_stats_extra_fn)(hak_buf_t *b, int json);
 /* Write the report to fd; extra (may be NULL) adds its section before the report closes. */
 HAK_HIDDEN void hak_stats_report(int fd, int json, hak_stats_extra_fn extra);
 /* fork(): the stats lock is held across fork and starts free in the child. */

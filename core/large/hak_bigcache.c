@@ -327,7 +327,7 @@ typedef struct site_row {
     int64_t live;
 } site_row_t;
 
-void hak_bigcache_report(int fd, int json) {
+void hak_bigcache_report(hak_buf_t *b, int json) {
     site_row_t rows[SITE_COUNT];
     unsigned n = 0, used = 0;
     for (unsigned i = 0; i < SITE_COUNT; i++) {
@@ -345,37 +345,35 @@ void hak_bigcache_report(int fd, int json) {
         }
         if (k < REPORT_TOP) rows[k] = r;
     }
-    hak_buf_t b;
-    hak_buf_init(&b, fd);
     if (json) {
-        hak_buf_str(&b, "\"large_sites\":[");
+        hak_buf_str(b, "\"large_sites\":[");
     } else if (used == 0) {
-        hak_buf_str(&b, "  [large call sites]  none\n");
+        hak_buf_str(b, "  [large call sites]  none\n");
     } else {
-        hak_buf_str(&b, "  [large call sites]  top ");
-        hak_buf_u64(&b, n);
-        hak_buf_str(&b, " of ");
-        hak_buf_u64(&b, used);
-        hak_buf_str(&b, " by bytes requested (* = several sites share the entry)\n"
+        hak_buf_str(b, "  [large call sites]  top ");
+        hak_buf_u64(b, n);
+        hak_buf_str(b, " of ");
+        hak_buf_u64(b, used);
+        hak_buf_str(b, " by bytes requested (* = several sites share the entry)\n"
                         "                 site         calls            bytes       live bytes      hits    misses\n");
     }
     for (unsigned i = 0; i < n; i++) {
         const site_row_t *r = &rows[i];
         uint64_t live = r->live > 0 ? (uint64_t)r->live : 0;
         if (json) {
-            hak_buf_str(&b, i ? ",{\"site\":\"" : "{\"site\":\"");
-            hak_buf_hex(&b, r->site);
-            hak_buf_str(&b, r->shared ? "\",\"shared\":true,\"calls\":" : "\",\"shared\":false,\"calls\":");
-            hak_buf_u64(&b, r->calls);
-            hak_buf_str(&b, ",\"bytes\":");
-            hak_buf_u64(&b, r->bytes);
-            hak_buf_str(&b, ",\"live_bytes\":");
-            hak_buf_u64(&b, live);
-            hak_buf_str(&b, ",\"hits\":");
-            hak_buf_u64(&b, r->hits);
-            hak_buf_str(&b, ",\"misses\":");
-            hak_buf_u64(&b, r->misses);
-            hak_buf_str(&b, "}");
+            hak_buf_str(b, i ? ",{\"site\":\"" : "{\"site\":\"");
+            hak_buf_hex(b, r->site);
+            hak_buf_str(b, r->shared ? "\",\"shared\":true,\"calls\":" : "\",\"shared\":false,\"calls\":");
+            hak_buf_u64(b, r->calls);
+            hak_buf_str(b, ",\"bytes\":");
+            hak_buf_u64(b, r->bytes);
+            hak_buf_str(b, ",\"live_bytes\":");
+            hak_buf_u64(b, live);
+            hak_buf_str(b, ",\"hits\":");
+            hak_buf_u64(b, r->hits);
+            hak_buf_str(b, ",\"misses\":");
+            hak_buf_u64(b, r->misses);
+            hak_buf_str(b, "}");
         } else {
             char hex[24];  // "0x" + up to 16 digits + '*', right-aligned in 20 columns
             size_t len = 0;
@@ -388,18 +386,17 @@ void hak_bigcache_report(int fd, int json) {
             len += 2;
             hex[len++] = r->shared ? '*' : ' ';
             hex[len] = 0;
-            for (size_t pad = len; pad < 22; pad++) hak_buf_str(&b, " ");
-            hak_buf_str(&b, hex);
-            hak_buf_u64w(&b, r->calls, 13);
-            hak_buf_u64w(&b, r->bytes, 17);
-            hak_buf_u64w(&b, live, 17);
-            hak_buf_u64w(&b, r->hits, 10);
-            hak_buf_u64w(&b, r->misses, 10);
-            hak_buf_str(&b, "\n");
+            for (size_t pad = len; pad < 22; pad++) hak_buf_str(b, " ");
+            hak_buf_str(b, hex);
+            hak_buf_u64w(b, r->calls, 13);
+            hak_buf_u64w(b, r->bytes, 17);
+            hak_buf_u64w(b, live, 17);
+            hak_buf_u64w(b, r->hits, 10);
+            hak_buf_u64w(b, r->misses, 10);
+            hak_buf_str(b, "\n");
         }
     }
-    if (json) hak_buf_str(&b, "]");
-    hak_buf_flush(&b);
+    if (json) hak_buf_str(b, "]");
 }
 #else
 void hak_bigcache_site_alloc(uintptr_t site, size_t requested, size_t size, int outcome) {
@@ -408,10 +405,7 @@ void hak_bigcache_site_alloc(uintptr_t site, size_t requested, size_t size, int 
 void hak_bigcache_site_resize(uintptr_t site, size_t old_size, size_t new_size) {
     (void)site, (void)old_size, (void)new_size;
 }
-void hak_bigcache_report(int fd, int json) {
-    hak_buf_t b;
-    hak_buf_init(&b, fd);
-    hak_buf_str(&b, json ? "\"large_sites\":[]" : "  [large call sites]  (counters compiled out)\n");
-    hak_buf_flush(&b);
+void hak_bigcache_report(hak_buf_t *b, int json) {
+    hak_buf_str(b, json ? "\"large_sites\":[]" : "  [large call sites]  (counters compiled out)\n");
 }
 #endif

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "hak_base.h"
+#include "hak_fmt.h"
 #include "hak_sizeclass.h"
 
 struct hak_large;
@@ -82,7 +83,7 @@ HAK_HIDDEN void hak_bigcache_site_resize(uintptr_t site, size_t old_size, size_t
 
 /* Write the top call sites by bytes requested to fd: a text table, or with json the member
  * "large_sites":[...] for the report's object (hak_stats_extra_fn). */
-HAK_HIDDEN void hak_bigcache_report(int fd, int json);
+HAK_HIDDEN void hak_bigcache_report(hak_buf_t *b, int json);
 
 /* fork(): the cache lock is held across fork; the child keeps the cache as it was. */
 HAK_HIDDEN void hak_bigcache_fork_prepare(void);

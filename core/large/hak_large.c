@@ -237,59 +237,56 @@ void hak_large_free(hak_large_t *h, void *p) {
 
 // The learner's section of the report: the arm now, and each arm's pulls and mean reward
 // (in millionths; the cost per op it stands for is LEARN_REF_NS * (1 / reward - 1)).
-static void learn_report(int fd, int json) {
+static void learn_report(hak_buf_t *b, int json) {
     hak_learn_t l;
     hak_lock(&learn_lock);
     l = learn.bandit;
     hak_unlock(&learn_lock);
     int on = hak_load_relaxed(&learn_state) == LEARN_ON;
-    hak_buf_t b;
-    hak_buf_init(&b, fd);
     if (json) {
-        hak_buf_str(&b, on ? ",\"learn\":{\"enabled\":true,\"arm\":" : ",\"learn\":{\"enabled\":false,\"arm\":");
-        hak_buf_u64(&b, on ? l.current : LEARN_FIRST);
-        hak_buf_str(&b, ",\"bound\":");
-        hak_buf_u64(&b, hak_bigcache_max());
-        hak_buf_str(&b, ",\"epochs\":");
-        hak_buf_u64(&b, l.epochs);
-        hak_buf_str(&b, ",\"switches\":");
-        hak_buf_u64(&b, l.switches);
-        hak_buf_str(&b, ",\"arms\":[");
+        hak_buf_str(b, on ? ",\"learn\":{\"enabled\":true,\"arm\":" : ",\"learn\":{\"enabled\":false,\"arm\":");
+        hak_buf_u64(b, on ? l.current : LEARN_FIRST);
+        hak_buf_str(b, ",\"bound\":");
+        hak_buf_u64(b, hak_bigcache_max());
+        hak_buf_str(b, ",\"epochs\":");
+        hak_buf_u64(b, l.epochs);
+        hak_buf_str(b, ",\"switches\":");
+        hak_buf_u64(b, l.switches);
+        hak_buf_str(b, ",\"arms\":[");
     } else if (!on) {
-        hak_buf_str(&b, "  [learning]  off (HAKMEM_LEARN=0 or the BigCache off); BigCache bound ");
-        hak_buf_u64(&b, hak_bigcache_max());
-        hak_buf_str(&b, " bytes\n");
+        hak_buf_str(b, "  [learning]  off (HAKMEM_LEARN=0 or the BigCache off); BigCache bound ");
+        hak_buf_u64(b, hak_bigcache_max());
+        hak_buf_str(b, " bytes\n");
     } else {
-        hak_buf_str(&b, "  [learning]  UCB1 over the BigCache bound: arm ");
-        hak_buf_u64(&b, l.current);
-        hak_buf_str(&b, " now, ");
-        hak_buf_u64(&b, l.epochs);
-        hak_buf_str(&b, " epochs, ");
-        hak_buf_u64(&b, l.switches);
-        hak_buf_str(&b, " switches\n                  arm  bound MiB       pulls  mean reward (ppm)\n");
+        hak_buf_str(b, "  [learning]  UCB1 over the BigCache bound: arm ");
+        hak_buf_u64(b, l.current);
+        hak_buf_str(b, " now, ");
+        hak_buf_u64(b, l.epochs);
+        hak_buf_str(b, " epochs, ");
+        hak_buf_u64(b, l.switches);
+        hak_buf_str(b, " switches\n                  arm  bound MiB       pulls  mean reward (ppm)\n");
     }
     for (unsigned i = 0; i < LEARN_ARMS && (on || json); i++) {
         uint64_t ppm = on && l.pulls[i] ? (uint64_t)(l.mean[i] * 1e6 + 0.5) : 0;
         uint64_t pulls = on ? l.pulls[i] : 0;
         if (json) {
-            hak_buf_str(&b, i ? ",{\"bound\":" : "{\"bound\":");
-            hak_buf_u64(&b, learn_bounds[i]);
-            hak_buf_str(&b, ",\"pulls\":");
-            hak_buf_u64(&b, pulls);
-            hak_buf_str(&b, ",\"mean_reward_ppm\":");
-            hak_buf_u64(&b, ppm);
-            hak_buf_str(&b, "}");
+            hak_buf_str(b, i ? ",{\"bound\":" : "{\"bound\":");
+            hak_buf_u64(b, learn_bounds[i]);
+            hak_buf_str(b, ",\"pulls\":");
+            hak_buf_u64(b, pulls);
+            hak_buf_str(b, ",\"mean_reward_ppm\":");
+            hak_buf_u64(b, ppm);
+            hak_buf_str(b, "}");
         } else {
-            hak_buf_str(&b, i == l.current ? "                *" : "                 ");
-            hak_buf_u64w(&b, i, 4);
-            hak_buf_u64w(&b, learn_bounds[i] >> 20, 11);
-            hak_buf_u64w(&b, pulls, 12);
-            hak_buf_u64w(&b, ppm, 19);
-            hak_buf_str(&b, "\n");
+            hak_buf_str(b, i == l.current ? "                *" : "                 ");
+            hak_buf_u64w(b, i, 4);
+            hak_buf_u64w(b, learn_bounds[i] >> 20, 11);
+            hak_buf_u64w(b, pulls, 12);
+            hak_buf_u64w(b, ppm, 19);
+            hak_buf_str(b, "\n");
         }
     }
-    if (json) hak_buf_str(&b, "]}");
-    hak_buf_flush(&b);
+    if (json) hak_buf_str(b, "]}");
 }
 
 // The registry must never name a range that is not ours: chunks a block gives up are cleared
@@ -388,9 +385,9 @@ size_t hak_large_trim(void) { return hak_bigcache_flush(); }
 
 size_t hak_large_decay(void) { return hak_load_relaxed(&cache_ready) ? hak_bigcache_decay() : 0; }
 
-void hak_large_report(int fd, int json) {
-    hak_bigcache_report(fd, json);
-    learn_report(fd, json);
+void hak_large_report(hak_buf_t *b, int json) {
+    hak_bigcache_report(b, json);
+    learn_report(b, json);
 }
 
 // The cache lock before the metadata pool's: evictions free headers only after dropping

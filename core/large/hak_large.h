@@ -11,6 +11,7 @@
 
 #include "hak_atomic.h"
 #include "hak_base.h"
+#include "hak_fmt.h"
 #include "hak_pagemap.h"
 
 /* A large block's header. base, size and site belong to whoever holds the block (its
@@ -55,7 +56,7 @@ HAK_HIDDEN size_t hak_large_trim(void);
 HAK_HIDDEN size_t hak_large_decay(void);
 /* The call-site report (top sites by bytes) and the UCB1 learner's section (HAKMEM_LEARN),
  * a hak_stats_extra_fn for the front. */
-HAK_HIDDEN void hak_large_report(int fd, int json);
+HAK_HIDDEN void hak_large_report(hak_buf_t *b, int json);
 HAK_HIDDEN void hak_large_fork_prepare(void);
 HAK_HIDDEN void hak_large_fork_parent(void);
 HAK_HIDDEN void hak_large_fork_child(void);
