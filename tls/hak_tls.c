@@ -203,7 +203,7 @@ static void slab_return(hak_heap_t *h, hak_slab_t *s, void **b) {
 
 static HAK_INLINE void *pop_quiet(hak_tc_t *tc, unsigned sc) {
     void **b = tc->head[sc];
-#if HAK_HARDEN
+#if HAK_HARDEN_POPCHECK
     if (hak_unlikely(b[1] != (void *)hak_free_key)) hak_tls_corrupt(b);
 #endif
     tc->head[sc] = hak_link_get(b);

@@ -74,7 +74,7 @@ static HAK_INLINE void *hak_tls_alloc(unsigned sc) {
     hak_tc_t *tc = &hak_tc;
     void **b = tc->head[sc];
     if (hak_unlikely(b == NULL)) return hak_tls_refill_slow(sc);
-#if HAK_HARDEN
+#if HAK_HARDEN_POPCHECK
     // Every listed block carries the free mark: a block without it was written after its
     // free, or the link that led here was (and decoded to a wild address).
     if (hak_unlikely(b[1] != (void *)hak_free_key)) hak_tls_corrupt(b);

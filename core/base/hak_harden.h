@@ -15,6 +15,14 @@
 #ifndef HAK_HARDEN
 #define HAK_HARDEN 1
 #endif
+/* The parts of HAK_HARDEN, each measurable alone: the mark check when a block is handed out
+ * (with carve-time marks), and the per-thread countdown that guarded sampling needs. */
+#ifndef HAK_HARDEN_POPCHECK
+#define HAK_HARDEN_POPCHECK HAK_HARDEN
+#endif
+#ifndef HAK_GUARD_HOOK
+#define HAK_GUARD_HOOK HAK_HARDEN
+#endif
 
 /* Odd (never an aligned pointer, never NULL); set once before the first free list exists. */
 extern HAK_HIDDEN uintptr_t hak_free_key;

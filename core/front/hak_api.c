@@ -32,7 +32,7 @@
 __attribute__((constructor(101))) static void front_constructor(void) { hak_front_init(); }
 __attribute__((destructor(101))) static void front_destructor(void) { hak_front_fini(); }
 
-#if HAK_HARDEN
+#if HAK_GUARD_HOOK
 // Allocations left before the next guarded one (hak_guard.h). Zero in a new thread, so its
 // first small or mid malloc asks the guard module; INT64_MAX when guarding is off, which a
 // program never counts down. One decrement and branch on the small path.
@@ -44,7 +44,7 @@ static __thread int guard_armed HAK_TLS_MODEL;
 #endif
 
 static HAK_COLD void *malloc_guarded(size_t n, uintptr_t site) {
-#if HAK_HARDEN
+#if HAK_GUARD_HOOK
     hak_tls_global_init();  // the configuration
     int64_t skip = hak_guard_skip();
     guard_countdown = skip;

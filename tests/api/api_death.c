@@ -365,10 +365,13 @@ static void t_free_sized_too_big(void) {
 #ifndef TEST_HARDEN
 #define TEST_HARDEN 1
 #endif
-#define NEED_HARDEN()                                                                              \
+#ifndef TEST_HARDEN_CHECK
+#define TEST_HARDEN_CHECK 1
+#endif
+#define NEED(opt)                                                                                  \
     do {                                                                                           \
-        if (!TEST_HARDEN) {                                                                        \
-            printf("   built with -DHAKMEM_HARDEN=OFF: nothing to check\n");                       \
+        if (!TEST_##opt) {                                                                         \
+            printf("   built with -DHAKMEM_" #opt "=OFF: nothing to check\n");                     \
             exit(TEST_SKIP);                                                                       \
         }                                                                                          \
     } while (0)
@@ -381,7 +384,7 @@ static void do_uaf_write(void *p) {
     (void)hak_malloc(48);
 }
 static void t_uaf_write_small(void) {
-    NEED_HARDEN();
+    NEED(HARDEN_CHECK);
     void *p = hak_malloc(48);
     CHECK(p != NULL, "malloc");
     expect_abort("a write to a freed block, then malloc", do_uaf_write, p, p);
@@ -397,7 +400,7 @@ static void do_overflow_into_free(void *a) {
     (void)hak_malloc(208);
 }
 static void t_overflow_into_free(void) {
-    NEED_HARDEN();
+    NEED(HARDEN_CHECK);
     enum { N = 64 };
     char *b[N];
     for (int i = 0; i < N; i++) b[i] = hak_malloc(208);
@@ -429,7 +432,7 @@ static void do_forged_link(void *p) {
     _exit(4);  // neither crashed nor returned the fake: tolerated only if y is a real block
 }
 static void t_forged_link(void) {
-    NEED_HARDEN();
+    NEED(HARDEN);
     void *p = hak_malloc(80);
     CHECK(p != NULL, "malloc");
     char out[4096];
@@ -445,7 +448,7 @@ static void t_forged_link(void) {
 
 // The link word of a free block is not the plain address of the next free block.
 static void t_free_list_encoded(void) {
-    NEED_HARDEN();
+    NEED(HARDEN);
     void *a = hak_malloc(112), *b = hak_malloc(112);
     CHECK(a && b, "malloc");
     hak_free(a);
