@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): install dependencies, build, and run every CTest
 # suite, again with the counters compiled out; then the sanitizer and checker matrix
-# (ci/sanitizers.sh). Set HAKMEM_TEST_SANITIZERS=0 to skip the sanitizer builds.
+# (ci/sanitizers.sh); then Redis and Nginx from Debian's sources, built with hakmem, under
+# their own tests (ci/redis.sh, ci/nginx.sh). Set HAKMEM_TEST_SANITIZERS=0 to skip the
+# sanitizer builds, HAKMEM_TEST_SERVERS=0 to skip Redis and Nginx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/deps.sh
@@ -21,3 +23,9 @@ run_tree build-ci-nostats "" -DCMAKE_BUILD_TYPE=Release -DHAKMEM_STATS=OFF -DHAK
 # AddressSanitizer+UBSan, ThreadSanitizer, Valgrind and a libFuzzer run (skips itself when
 # HAKMEM_TEST_SANITIZERS=0)
 bash ci/sanitizers.sh build-ci
+if [[ "${HAKMEM_TEST_SERVERS:-1}" != 0 ]]; then
+  echo "== Redis's own test suite: hakmem-linked vs glibc Redis (ci/redis.sh)"
+  bash ci/redis.sh
+  echo "== Nginx built with hakmem (and glibc): functional check (ci/nginx.sh)"
+  bash ci/nginx.sh
+fi
