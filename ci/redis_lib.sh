@@ -31,47 +31,13 @@ redis_pkgs() {
     apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# A deb-src twin of every enabled "deb" stanza of the deb822 sources, in a file of its own
-# (rewritten only when it would change, so running twice changes nothing).
-redis_add_deb_src() {
-    local src=/etc/apt/sources.list.d/debian.sources dst=/etc/apt/sources.list.d/hakmem-deb-src.sources
-    local want
-    if [ ! -r "$src" ]; then  # one-line style only: mirror its "deb" lines
-        dst=/etc/apt/sources.list.d/hakmem-deb-src.list
-        want=$(sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' /etc/apt/sources.list 2>/dev/null)
-        [ -n "$want" ] || redis_die "neither $src nor deb lines in /etc/apt/sources.list"
-        if [ ! -f "$dst" ] || [ "$(cat "$dst")" != "$want" ]; then
-            printf '%s\n' "$want" >"$dst"
-            REDIS_APT_STALE=1
-        fi
-        return 0
-    fi
-    want=$(awk '
-        function flush() {
-            if (n && isdeb && !off) { for (i = 1; i <= n; i++) print buf[i]; print "" }
-            n = 0; isdeb = 0; off = 0
-        }
-        /^[ \t]*$/ { flush(); next }
-        /^Types:/ { for (i = 2; i <= NF; i++) if ($i == "deb") isdeb = 1; buf[++n] = "Types: deb-src"; next }
-        /^Enabled:[ \t]*[Nn]o/ { off = 1 }
-        { buf[++n] = $0 }
-        END { flush() }' "$src")
-    [ -n "$want" ] || redis_die "no enabled 'Types: deb' stanza in $src"
-    if [ ! -f "$dst" ] || [ "$(cat "$dst")" != "$want" ]; then
-        printf '%s\n' "$want" >"$dst"
-        redis_log "wrote $dst"
-        REDIS_APT_STALE=1
-    fi
-}
-
 # Debian's Redis source, unpacked (patches applied) under $REDIS_WORK; sets REDIS_SRC.
 redis_fetch() {
-    REDIS_APT_STALE=0
-    redis_add_deb_src
+    bash "$(dirname "${BASH_SOURCE[0]}")/debsrc.sh"  # deb-src entries, apt-get update when new
     # tcl runs the test suite; procps (ps) is used by a few tests; the build itself needs
     # only make and gcc: Redis builds hiredis, lua, linenoise and hdr_histogram from deps/.
     redis_pkgs dpkg-dev tcl procps
-    if [ "$REDIS_APT_STALE" = 1 ] || [ -z "$(apt-cache showsrc redis 2>/dev/null)" ]; then
+    if [ -z "$(apt-cache showsrc redis 2>/dev/null)" ]; then
         apt-get update -qq
     fi
     local version dir
