@@ -28,16 +28,7 @@ ngx_log() { printf '%s\n' "$*" >&2; }
 ngx_die() { ngx_log "FAIL: $*"; exit 1; }
 
 # Install what is missing (apt-get update only then).
-ngx_install_pkgs() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  ((${#missing[@]})) || return 0
-  ngx_log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+ngx_install_pkgs() { bash "$NGX_ROOT/ci/deps.sh" "$@"; }
 
 # The unpacked source tree (apt-get source, once). The newest source version is tried first;
 # a mirror may list a version whose files it does not hold (seen: bookworm-security 404s),

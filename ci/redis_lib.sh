@@ -19,17 +19,7 @@ redis_log() { printf '[redis] %s\n' "$*" >&2; }
 redis_die() { printf '[redis] FAIL: %s\n' "$*" >&2; exit 1; }
 
 # Install Debian packages that are missing (apt-get update only then).
-redis_pkgs() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    ((${#missing[@]})) || return 0
-    redis_log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-}
+redis_pkgs() { bash "$(dirname "${BASH_SOURCE[0]}")/deps.sh" "$@"; }
 
 # Debian's Redis source, unpacked (patches applied) under $REDIS_WORK; sets REDIS_SRC.
 redis_fetch() {

@@ -21,17 +21,7 @@ release=${1:-build-ci}
 jobs=$(nproc)
 
 # clang and its runtimes (libclang-rt-14-dev holds libFuzzer on Debian 12), valgrind
-pkgs=(clang libclang-rt-14-dev valgrind)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "ci/sanitizers.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash "$(dirname "$0")/deps.sh" clang libclang-rt-14-dev valgrind
 
 build() {  # build DIR CMAKE-ARGS...
   local dir=$1; shift
