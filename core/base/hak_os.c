@@ -140,12 +140,13 @@ static _Atomic(hak_os_reclaim_fn) reclaim_fn;
 void hak_os_set_reclaim(hak_os_reclaim_fn fn) { atomic_store_explicit(&reclaim_fn, fn, memory_order_relaxed); }
 
 void *hak_os_map_reclaim(size_t size, size_t align) {
+    int saved = errno;  // a call that succeeds on the retry leaves errno as it found it
     void *p = hak_os_map(size, align);
     if (hak_likely(p != NULL)) return p;
     // relaxed: the function it names is code, not data another thread published
     hak_os_reclaim_fn fn = atomic_load_explicit(&reclaim_fn, memory_order_relaxed);
     if (fn && fn() > 0) p = hak_os_map(size, align);
-    if (!p) errno = ENOMEM;
+    errno = p ? saved : ENOMEM;
     return p;
 }
 

@@ -211,6 +211,7 @@ static void case_large(void) {
     uint64_t hits = hak_os_fault_hits(HAK_OS_FAULT_MAP);
     hak_os_fault_set(HAK_OS_FAULT_MAP, 0, 1);
     CHECK(alloc_one(A_MALLOC, 40 * MiB, 0) != NULL, "malloc(40 MiB) not retried after the BigCache was reclaimed");
+    CHECK(errno == 4321, "a malloc that succeeded on the retry changed errno to %d (alloc_one set 4321)", errno);
     CHECK(hak_os_fault_hits(HAK_OS_FAULT_MAP) == hits + 1, "the injected failure was not met");
     hak_info(&in);
     CHECK(in.large_cached_bytes == 0, "the BigCache still holds %zu bytes after a failed mmap", in.large_cached_bytes);
