@@ -18,8 +18,9 @@ run_tree() {  # run_tree DIR LABEL-REGEX CMAKE-ARGS...
 
 echo "== release build: all tests"
 run_tree build-ci "" -DCMAKE_BUILD_TYPE=Release  # bench/ too: its smoke tests and runner test
-echo "== counters compiled out (-DHAKMEM_STATS=OFF): all tests (those that read counters skip)"
-run_tree build-ci-nostats "" -DCMAKE_BUILD_TYPE=Release -DHAKMEM_STATS=OFF -DHAKMEM_BUILD_BENCH=OFF
+echo "== counters compiled out, every hardening option on: all tests (those that read counters skip)"
+run_tree build-ci-nostats "" -DCMAKE_BUILD_TYPE=Release -DHAKMEM_STATS=OFF -DHAKMEM_BUILD_BENCH=OFF \
+  -DHAKMEM_HARDEN_CHECK=ON -DHAKMEM_GUARD_HOOK=ON
 # AddressSanitizer+UBSan, ThreadSanitizer, Valgrind and a libFuzzer run (skips itself when
 # HAKMEM_TEST_SANITIZERS=0)
 bash ci/sanitizers.sh build-ci

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "hak_harden.h"
 #include "hak_os.h"
 
 hak_config_t hak_config = {
@@ -98,6 +100,14 @@ void hak_config_init(void) {
     const char *g = getenv("HAKMEM_GUARD");
     if (g && strcmp(g, "1") == 0) hak_config.guard = 1;
     if (parse_uint(getenv("HAKMEM_GUARD_SAMPLE"), &v)) hak_config.guard_sample = v;
+#if !HAK_GUARD_HOOK
+    if (hak_config.guard || hak_config.guard_sample) {
+        static const char msg[] = "hakmem: HAKMEM_GUARD and HAKMEM_GUARD_SAMPLE need a build with "
+                                  "-DHAKMEM_GUARD_HOOK=ON; ignored\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+    }
+#endif
     const char *l = getenv("HAKMEM_LEARN");
     if (l && strcmp(l, "1") == 0) hak_config.learn = 1;
     const char *t = getenv("HAKMEM_PURGE_THREAD");

@@ -18,10 +18,10 @@
 /* The parts of HAK_HARDEN, each measurable alone: the mark check when a block is handed out
  * (with carve-time marks), and the per-thread countdown that guarded sampling needs. */
 #ifndef HAK_HARDEN_POPCHECK
-#define HAK_HARDEN_POPCHECK HAK_HARDEN
+#define HAK_HARDEN_POPCHECK 0
 #endif
 #ifndef HAK_GUARD_HOOK
-#define HAK_GUARD_HOOK HAK_HARDEN
+#define HAK_GUARD_HOOK 0
 #endif
 
 /* Odd (never an aligned pointer, never NULL); set once before the first free list exists. */
