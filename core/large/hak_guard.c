@@ -49,7 +49,6 @@ int64_t hak_guard_skip(void) {
     if (hak_config.guard) return 0;
     size_t n = hak_config.guard_sample;
     if (n == 0) return INT64_MAX;
-    if (n == 1) return 0;
     // uniform in [0, 2n-2]: the mean gap is n-1 allocations, and the place of the next
     // sample cannot be predicted from the last one
     if (rng == 0) rng = ((uintptr_t)&rng ^ hak_link_key) | 1;
@@ -125,46 +124,40 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
             s = prev;
     }
     uintptr_t p = (uintptr_t)s->ptr;
+    // "hakmem: <kind>: <read|write> at <a>, <n><where>" then the block
+    const char *kind = "wild", *where = " in the guarded region (no block there)";
+    uint64_t n = 0;
+    int has_n = 1;
+    if (s->state == SLOT_LIVE && a >= p + s->size) {
+        kind = "heap-buffer-overflow";
+        n = a - (p + s->size);
+        where = " bytes past the end of ";
+    } else if (s->state == SLOT_LIVE || (s->state == SLOT_FREED && a < p)) {
+        kind = s->state == SLOT_LIVE ? "heap-buffer-underflow" : "heap-use-after-free";
+        n = p - a;
+        where = " bytes before ";
+    } else if (s->state == SLOT_FREED) {
+        kind = "heap-use-after-free";
+        n = a - p;
+        where = " of ";
+    } else {
+        has_n = 0;
+    }
     hak_buf_t b;
     hak_buf_init(&b, 2);
-    if (s->state == SLOT_LIVE && a >= p + s->size) {
-        hak_buf_str(&b, "hakmem: heap-buffer-overflow: ");
-        hak_buf_str(&b, how);
-        hak_buf_str(&b, " at ");
-        hak_buf_hex(&b, a);
-        hak_buf_str(&b, ", ");
-        hak_buf_u64(&b, a - (p + s->size));
-        hak_buf_str(&b, " bytes past the end of ");
-    } else if (s->state == SLOT_LIVE) {
-        hak_buf_str(&b, "hakmem: heap-buffer-underflow: ");
-        hak_buf_str(&b, how);
-        hak_buf_str(&b, " at ");
-        hak_buf_hex(&b, a);
-        hak_buf_str(&b, ", ");
-        hak_buf_u64(&b, p - a);
-        hak_buf_str(&b, " bytes before ");
-    } else if (s->state == SLOT_FREED) {
-        hak_buf_str(&b, "hakmem: heap-use-after-free: ");
-        hak_buf_str(&b, how);
-        hak_buf_str(&b, " at ");
-        hak_buf_hex(&b, a);
-        if (a >= p) {
-            hak_buf_str(&b, ", byte ");
-            hak_buf_u64(&b, a - p);
-            hak_buf_str(&b, " of ");
-        } else {
-            hak_buf_str(&b, ", ");
-            hak_buf_u64(&b, p - a);
-            hak_buf_str(&b, " bytes before ");
-        }
-    } else {
-        hak_buf_str(&b, "hakmem: wild ");
-        hak_buf_str(&b, how);
-        hak_buf_str(&b, " at ");
-        hak_buf_hex(&b, a);
-        hak_buf_str(&b, " in the guarded region (no block there)");
+    hak_buf_str(&b, "hakmem: ");
+    hak_buf_str(&b, kind);
+    hak_buf_str(&b, ": ");
+    hak_buf_str(&b, how);
+    hak_buf_str(&b, " at ");
+    hak_buf_hex(&b, a);
+    if (!has_n) {
+        hak_buf_str(&b, where);
         report_end(&b);
     }
+    hak_buf_str(&b, s->state == SLOT_FREED && a >= p ? ", byte " : ", ");
+    hak_buf_u64(&b, n);
+    hak_buf_str(&b, where);
     put_block(&b, s);
     report_end(&b);
 }
