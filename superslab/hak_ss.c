@@ -32,7 +32,8 @@ static void reset_ss(hak_ss_t *ss, void *owner) {
         ss->slab_head[i] = (uint8_t)i;
         ss->slab_magic[i] = hak_sc_magic[HAK_SLAB_NONE];
         ss->slab_offmagic[i] = 0;
-        ss->slab_limit[i] = 0;
+        hak_store_relaxed(&ss->slab_limit[i], 0);
+        hak_store_relaxed(&ss->slabs[i].purged, 0);
     }
     ss->free_mask = 0xffffffffu;
     ss->spans = 0;
@@ -192,6 +193,7 @@ hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
     slab->free_count = 0;
     slab->used = 0;
     slab->carved = 0;
+    hak_store_relaxed(&slab->purged, 0);
     slab->capacity = ci->capacity;
     slab->size = ci->size;
     slab->sc = (uint8_t)sc;
@@ -206,7 +208,7 @@ hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
         ss->slab_head[j] = (uint8_t)i;
         ss->slab_magic[j] = hak_sc_magic[sc];
         ss->slab_offmagic[j] = ((uint64_t)(j - i) << HAK_SLAB_SHIFT) * hak_sc_magic[sc];
-        ss->slab_limit[j] = (uint64_t)ci->capacity * hak_sc_unit[sc];
+        hak_store_relaxed(&ss->slab_limit[j], (uint64_t)ci->capacity * hak_sc_unit[sc]);
         ss->slab_sc[j] = (uint8_t)sc;
     }
     return slab;
@@ -219,8 +221,9 @@ void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab) {
         ss->slab_head[j] = (uint8_t)j;
         ss->slab_magic[j] = hak_sc_magic[HAK_SLAB_NONE];
         ss->slab_offmagic[j] = 0;
-        ss->slab_limit[j] = 0;
+        hak_store_relaxed(&ss->slab_limit[j], 0);
     }
+    hak_store_relaxed(&slab->purged, 0);
     ss->free_mask |= (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
     ss->spans--;
     HAK_STAT_INC(slab_release);
@@ -246,20 +249,68 @@ unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head, void **tai
     return n;
 }
 
+// The block-start limits of slab's span: the class's, or 0 (every free takes the slow path).
+static void span_set_limit(hak_slab_t *slab, uint64_t limit) {
+    for (unsigned j = slab->index; j < (unsigned)slab->index + slab->span; j++)
+        hak_store_relaxed(&slab->ss->slab_limit[j], limit);
+}
+
 size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
     size_t page = hak_os_page_size(), bytes = 0;
     for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
         if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
         hak_slab_t *s = &ss->slabs[i];
-        if (s->size < 2 * page) continue;
-        for (void **b = s->free; b; b = hak_link_get(b)) {
-            uintptr_t lo = hak_align_up((uintptr_t)b + 2 * sizeof(void *), page);
+        if (s->size < page || !s->free) continue;
+        uint64_t purged = hak_load_relaxed(&s->purged), was = purged;
+        void **keep = NULL, **last = NULL;
+        for (void **b = s->free, **next; b; b = next) {
+            next = hak_link_get(b);  // before the purge zeroes it
+            uintptr_t lo = hak_align_up((uintptr_t)b, page);
             uintptr_t hi = ((uintptr_t)b + s->size) & ~(uintptr_t)(page - 1);
-            if (hi > lo && hak_os_purge((void *)lo, hi - lo) == 0) bytes += hi - lo;
+            size_t k = (size_t)((char *)b - s->start) / s->size;
+            if (k >= 64) lo = hak_align_up((uintptr_t)b + 2 * sizeof(void *), page);  // no bit: keep the link's page
+            int out = hi > lo && hak_os_purge((void *)lo, hi - lo) == 0;
+            if (out) bytes += hi - lo;
+            if (out && k < 64) {  // off the list: its link may be gone
+                purged |= (uint64_t)1 << k;
+                s->free_count--;
+                continue;
+            }
+            if (last) hak_link_set(last, b);
+            else keep = b;
+            last = b;
+        }
+        if (last) hak_link_set(last, NULL);
+        s->free = keep;
+        if (purged != was) {
+            hak_store_relaxed(&s->purged, purged);
+            if (!was) span_set_limit(s, 0);
         }
     }
     HAK_STAT_ADD(ss_purge_block_bytes, bytes);
     return bytes;
+}
+
+unsigned hak_slab_take_purged(hak_slab_t *slab, unsigned want, void **head, void **tail) {
+    uint64_t m = hak_load_relaxed(&slab->purged);
+    void **first = NULL, **prev = NULL;
+    unsigned n = 0;
+    while (m && n < want) {
+        void **b = (void **)(slab->start + (size_t)__builtin_ctzll(m) * slab->size);
+        m &= m - 1;
+        b[1] = (void *)hak_free_key;  // every block on a free list carries the mark
+        if (prev) hak_link_set(prev, b);
+        else first = b;
+        prev = b;
+        n++;
+    }
+    if (!n) return 0;
+    hak_link_set(prev, NULL);
+    hak_store_relaxed(&slab->purged, m);
+    if (!m) span_set_limit(slab, (uint64_t)slab->capacity * hak_sc_unit[slab->sc]);
+    *head = first;
+    *tail = prev;
+    return n;
 }
 
 size_t hak_ss_purge_free(hak_ss_t *ss) {

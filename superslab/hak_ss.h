@@ -20,8 +20,8 @@
 
 struct hak_ss;
 
-/* A span's head slab. Written only by the owning thread. Invariant:
- * used + free_count + (capacity - carved) == capacity. */
+/* A span's head slab. Written only by the owning thread (or under its heap's lock).
+ * Invariant: used + free_count + popcount(purged) + (capacity - carved) == capacity. */
 typedef struct hak_slab {
     void *free;            /* local free list of returned blocks */
     uint32_t free_count;
@@ -29,6 +29,12 @@ typedef struct hak_slab {
     uint32_t carved;       /* blocks carved so far; the rest are untouched */
     uint32_t capacity;
     uint32_t size;         /* block size */
+    /* Bit i: block i is free and was purged whole (hak_ss_purge_free_blocks): off the free
+     * list, because its link and free mark were zeroed with it. While any bit is set, the
+     * span's block-start limits are 0, so every free into it takes the slow path, which
+     * checks the bit (a double free of a purged block). Relaxed: the owner's slow free
+     * reads it without the heap lock. */
+    _Atomic uint64_t purged;
     uint8_t sc;
     uint8_t span;          /* slabs in the span */
     uint8_t index;         /* index of the head slab in its SuperSlab */
@@ -47,7 +53,9 @@ typedef struct hak_ss {
     uint8_t slab_head[HAK_SLABS_PER_SS];   /* head slab index of the span holding each slab */
     uint64_t slab_magic[HAK_SLABS_PER_SS]; /* hak_sc_magic of each slab's class */
     uint64_t slab_offmagic[HAK_SLABS_PER_SS]; /* (slab's offset in its span) * its magic */
-    uint64_t slab_limit[HAK_SLABS_PER_SS]; /* span capacity * hak_sc_unit: see hak_sizeclass.h */
+    /* span capacity * hak_sc_unit (see hak_sizeclass.h); 0 for a free slab, and for a span
+     * with purged blocks. Relaxed: the purge thread sets it while the owner frees. */
+    _Atomic uint64_t slab_limit[HAK_SLABS_PER_SS];
     /* Owner only. */
     uint32_t free_mask;                    /* bit i set: slab i free */
     uint32_t spans;                        /* live spans */
@@ -79,7 +87,8 @@ static HAK_INLINE hak_slab_t *hak_ss_slab_of(hak_ss_t *ss, const void *p) {
  * see hak_sc_magic). 0 for a free slab. */
 static HAK_INLINE int hak_ss_is_block_start(const hak_ss_t *ss, const void *p, unsigned idx) {
     // n * magic == low * magic + slab_offmagic (mod 2^64), low = p's offset in its slab
-    return ((uintptr_t)p & (HAK_SLAB_SIZE - 1)) * ss->slab_magic[idx] + ss->slab_offmagic[idx] < ss->slab_limit[idx];
+    return ((uintptr_t)p & (HAK_SLAB_SIZE - 1)) * ss->slab_magic[idx] + ss->slab_offmagic[idx] <
+           hak_load_relaxed(&ss->slab_limit[idx]);
 }
 
 /* 1 if p is the start of a block of its slab (it may still be free). */
@@ -102,9 +111,20 @@ HAK_HIDDEN unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head,
 /* MADV_DONTNEED the free slabs of ss that were touched. Returns the bytes purged. */
 HAK_HIDDEN size_t hak_ss_purge_free(hak_ss_t *ss);
 /* MADV_DONTNEED the whole pages inside the free blocks on the local free lists of every span
- * in ss (blocks of at least two pages; each keeps the page that holds its link and free
- * mark). The owner heap's lock held. Returns the bytes purged. */
+ * in ss (blocks of a page or more). A purged block leaves the free list for the span's purged
+ * mask (its link went with the page); hak_slab_take_purged hands it out again. The owner
+ * heap's lock held. Returns the bytes purged. */
 HAK_HIDDEN size_t hak_ss_purge_free_blocks(hak_ss_t *ss);
+/* Take up to want purged blocks of slab, linked and marked as free (their first page faults
+ * in again); restores the span's block-start limits once none is left. Returns the count. */
+HAK_HIDDEN unsigned hak_slab_take_purged(hak_slab_t *slab, unsigned want, void **head, void **tail);
+/* 1 if p, a block of slab, is free and purged (owner only). */
+static HAK_INLINE int hak_slab_is_purged(hak_slab_t *slab, const void *p) {
+    uint64_t m = hak_load_relaxed(&slab->purged);
+    if (hak_likely(m == 0)) return 0;
+    size_t i = (size_t)((const char *)p - slab->start) / slab->size;
+    return i < 64 && ((m >> i) & 1u);
+}
 /* Unmap every pooled SuperSlab. Returns the bytes released. */
 HAK_HIDDEN size_t hak_ss_pool_trim(void);
 /* Purge pooled SuperSlabs that waited HAKMEM_DECAY_MS, and the dirty ones beyond the newest

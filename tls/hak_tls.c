@@ -241,6 +241,8 @@ static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
             continue;
         }
         unsigned sc = ss->slab_sc[hak_ss_slab_index(ss, b)];
+        if (hak_unlikely(hak_slab_is_purged(hak_ss_slab_of(ss, b), b)))
+            hak_die("free(): double free detected", b);  // freed by another thread after its purge
         drained++;
         if (tc && tc->room[sc] > 0) {
             hak_link_set(b, tc->head[sc]);
@@ -281,7 +283,18 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
             tc->head[sc] = head;
             tc->room[sc] -= (int64_t)n;
             HAK_STAT_ADD(refill_slab_free, n);
-            if (!s->free && s->carved == s->capacity) partial_remove(h, s);
+            if (!s->free && !hak_load_relaxed(&s->purged) && s->carved == s->capacity) partial_remove(h, s);
+            return 1;
+        }
+        if (hak_load_relaxed(&s->purged)) {  // blocks the purge took off the free list
+            void *head, *tail;
+            unsigned n = hak_slab_take_purged(s, ci->carve, &head, &tail);
+            hak_link_set(tail, tc->head[sc]);
+            tc->head[sc] = head;
+            tc->room[sc] -= (int64_t)n;
+            s->used += n;
+            HAK_STAT_ADD(refill_slab_purged, n);
+            if (!hak_load_relaxed(&s->purged) && s->carved == s->capacity) partial_remove(h, s);
             return 1;
         }
         if (s->carved < s->capacity) {
@@ -618,6 +631,8 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
             uint32_t cached = (uint32_t)((int64_t)hak_sc_info[sc].tc_cap - tc->room[sc]);
             if (found || list_contains(tc->head[sc], p, cached + 1)) hak_die("free(): double free detected", p);
         }
+        // A purged block reads as zeros, no mark: its span's limits sent every free here.
+        if (owner == tc->heap && hak_slab_is_purged(s, p)) hak_die("free(): double free detected", p);
     }
     if (owner == tc->heap && owner != NULL) {
         hak_link_set(b, tc->head[sc]);

@@ -84,6 +84,7 @@ static void do_double_free_foreign_thread(void *p) {
 }
 
 static void do_free(void *p) { hak_free(p); }
+static void do_double_free_purged_one(void *p) { hak_free(p); }
 
 static void *free_once_thread(void *p) {
     hak_free(p);
@@ -95,6 +96,14 @@ static void do_free_remote_then_local(void *p) {
     if (pthread_create(&t, NULL, free_once_thread, p) != 0) _exit(3);
     pthread_join(t, NULL);
     hak_free(p);
+}
+
+/* Another thread frees p; the owner's trim drains its remote queue. */
+static void do_free_remote_then_trim(void *p) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_once_thread, p) != 0) _exit(3);
+    pthread_join(t, NULL);
+    hak_trim(0);
 }
 
 static void do_free_in_thread(void *p) {
@@ -188,6 +197,29 @@ static void t_double_free_mid(void) {
     expect_abort("double free of a 1 MiB block", do_double_free, q, q);
     hak_free(p);
     hak_free(q);
+}
+
+/* A free 20 KiB block that trim purged whole reads as zeros: no free mark, no link. Its span
+ * sends every free to the slow path while it holds such blocks, which checks the purged
+ * mask (the owner's free), as the drain does (another thread's free, through the queue). */
+static void t_double_free_purged(void) {
+    enum { N = 6 };
+    void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = hak_malloc(20 * KiB);
+        CHECK(p[i] != NULL, "malloc");
+        memset(p[i], 0x5a, 20 * KiB);
+    }
+    for (int i = 1; i < N; i++) hak_free(p[i]);
+    hak_trim(0);  // p[1..] purged whole; p[0] keeps the span
+    CHECK(((unsigned char *)p[3])[20 * KiB - 1] == 0, "block 3 was not purged (test premise)");
+    expect_abort("double free of a purged block", do_double_free_purged_one, p[3], p[3]);
+    expect_abort("double free of a purged block by another thread", do_free_remote_then_trim, p[4], p[4]);
+    // The same frees of live blocks in such a span are fine (slow path, no report).
+    void *q = hak_malloc(20 * KiB);
+    CHECK(q != NULL, "malloc");
+    hak_free(q);
+    hak_free(p[0]);
 }
 
 static void t_double_free_large(void) {
@@ -466,6 +498,7 @@ static const test_case_t cases[] = {
     {"double_free_foreign_thread", t_double_free_foreign_thread},
     {"double_free_after_remote_free", t_double_free_after_remote_free},
     {"double_free_mid", t_double_free_mid},
+    {"double_free_purged", t_double_free_purged},
     {"double_free_large", t_double_free_large},
     {"double_free_cached", t_double_free_cached},
     {"free_stack", t_free_stack},
