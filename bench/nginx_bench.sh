@@ -31,6 +31,17 @@ for b in "${builds[@]}"; do
   port[$b]=$NGX_PORT
 done
 
+# With 2 CPUs or more, the worker runs on CPU 0 and wrk on CPU 1: left to the scheduler, the
+# two moved between the CPUs and the per-round ratios of one build to the other spread from
+# 0.88 to 1.12 (bench/results/nginx.md of 2026-11-26 00:32).
+pin_wrk=()
+if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+  for b in "${builds[@]}"; do
+    for k in $(ngx_children "${NGX_PID[$b]}"); do taskset -apc 0 "$k" >/dev/null; done
+  done
+  pin_wrk=(taskset -c 1)
+fi
+
 rss_of() {  # master + workers, KiB
   local pid=${NGX_PID[$1]} sum k
   sum=$(ngx_rss_kib "$pid")
@@ -40,7 +51,7 @@ rss_of() {  # master + workers, KiB
 
 run_wrk() {  # run_wrk BUILD FILE SECONDS -> requests/s
   local out rps
-  out=$(wrk -t1 -c"$conns" -d"$3"s "http://127.0.0.1:${port[$1]}/$2")
+  out=$("${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$3"s "http://127.0.0.1:${port[$1]}/$2")
   grep -q 'Non-2xx' <<<"$out" && ngx_die "$1 $2: non-2xx answers: $out"
   rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
   [[ -n $rps ]] || ngx_die "$1 $2: no Requests/sec in wrk's output: $out"
@@ -83,7 +94,7 @@ print("- machine: $cpu, $(nproc) CPUs, Linux $(uname -r); shared with other jobs
 print("- hakmem: $rev, Release, libhakmem.a linked in (--whole-archive); nginx $(basename "$NGX_SRC"), Debian source package, same configure for both (ci/nginx_lib.sh)")
 print("- wrk $(dpkg-query -W -f='${Version}' wrk), glibc $(dpkg-query -W -f='${Version}' libc6)")
 print("- command: \`bench/nginx_bench.sh $rounds $secs $conns\`: per run \`wrk -t1 -c$conns -d${secs}s http://127.0.0.1:PORT/FILE\` (keep-alive), FILE = 1 KiB or 64 KiB of random bytes; $rounds rounds, interleaved (every build x file once per round, build order alternating), after a 2 s warm-up each")
-print("- nginx: 1 worker process, sendfile on, access log off, bound to 127.0.0.1; wrk -t1 and one worker because with 2 CPUs wrk and nginx share them")
+print("- nginx: 1 worker process, sendfile on, access log off, bound to 127.0.0.1; wrk -t1 and one worker because with 2 CPUs wrk and nginx share them; $( ((${#pin_wrk[@]})) && echo 'the worker pinned to CPU 0 and wrk to CPU 1 (taskset)' || echo 'not pinned')")
 print("- RSS: VmRSS of master + worker right after each run, KiB; medians over the rounds; raw runs in nginx.csv")
 print()
 print("| file | hakmem req/s | glibc req/s | hakmem / glibc | hakmem RSS KiB | glibc RSS KiB | hakmem / glibc RSS |")
