@@ -261,7 +261,20 @@ HAK_FRONT void *hak_pvalloc(size_t n) {
     return aligned_core(page, rounded);
 }
 
+// Redis (MALLOC=libc) asks for the usable size of every block it allocates and frees, to
+// count its memory: the SuperSlab case is inline, with the free path's lookup and its
+// block-start multiply in place of block_size's division (Redis LPUSH under callgrind: 120
+// of its 1033 M instructions were here). Everything else, NULL included, goes the long way.
 HAK_FRONT size_t hak_usable_size(const void *p) {
+    if (hak_likely(((uintptr_t)p >> HAK_PM_TOP_SHIFT) < HAK_PM_TOP_COUNT)) {
+        uintptr_t e = hak_pagemap_get_fast((uintptr_t)p) - HAK_PM_TAG_SS;
+        if (hak_likely((e & HAK_PM_TAG_MASK) == 0)) {
+            hak_ss_t *ss = (hak_ss_t *)e;
+            unsigned idx = hak_ss_slab_index(ss, p);
+            // a free slab, or a span holding purged blocks, has limit 0: block_size decides
+            if (hak_likely(hak_ss_is_block_start(ss, p, idx))) return hak_sc_size_table[ss->slab_sc[idx]];
+        }
+    }
     if (p == NULL) return 0;
     return block_size(p, "malloc_usable_size(): invalid pointer");
 }
