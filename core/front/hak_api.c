@@ -261,6 +261,11 @@ HAK_FRONT void *hak_pvalloc(size_t n) {
     return aligned_core(page, rounded);
 }
 
+static HAK_NOINLINE size_t usable_size_slow(const void *p) {
+    if (p == NULL) return 0;
+    return block_size(p, "malloc_usable_size(): invalid pointer");
+}
+
 // Redis (MALLOC=libc) asks for the usable size of every block it allocates and frees, to
 // count its memory: the SuperSlab case is inline, with the free path's lookup and its
 // block-start multiply in place of block_size's division (Redis LPUSH under callgrind: 120
@@ -275,8 +280,7 @@ HAK_FRONT size_t hak_usable_size(const void *p) {
             if (hak_likely(hak_ss_is_block_start(ss, p, idx))) return hak_sc_size_table[ss->slab_sc[idx]];
         }
     }
-    if (p == NULL) return 0;
-    return block_size(p, "malloc_usable_size(): invalid pointer");
+    return usable_size_slow(p);
 }
 
 HAK_FRONT void hak_free_sized(void *p, size_t size) {
