@@ -208,8 +208,8 @@ hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
         ss->slab_head[j] = (uint8_t)i;
         ss->slab_magic[j] = hak_sc_magic[sc];
         ss->slab_offmagic[j] = ((uint64_t)(j - i) << HAK_SLAB_SHIFT) * hak_sc_magic[sc];
+        ss->slab_sc[j] = (uint8_t)sc;  // before the limit, which makes blocks pass the test
         hak_store_relaxed(&ss->slab_limit[j], (uint64_t)ci->capacity * hak_sc_unit[sc]);
-        ss->slab_sc[j] = (uint8_t)sc;
     }
     return slab;
 }
@@ -261,31 +261,43 @@ size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
         if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
         hak_slab_t *s = &ss->slabs[i];
         if (s->size < page || !s->free) continue;
-        uint64_t purged = hak_load_relaxed(&s->purged), was = purged;
+        uint64_t purged = hak_load_relaxed(&s->purged);
         void **keep = NULL, **last = NULL;
         for (void **b = s->free, **next; b; b = next) {
             next = hak_link_get(b);  // before the purge zeroes it
             uintptr_t lo = hak_align_up((uintptr_t)b, page);
             uintptr_t hi = ((uintptr_t)b + s->size) & ~(uintptr_t)(page - 1);
             size_t k = (size_t)((char *)b - s->start) / s->size;
-            if (k >= 64) lo = hak_align_up((uintptr_t)b + 2 * sizeof(void *), page);  // no bit: keep the link's page
-            int out = hi > lo && hak_os_purge((void *)lo, hi - lo) == 0;
-            if (out) bytes += hi - lo;
-            if (out && k < 64) {  // off the list: its link may be gone
-                purged |= (uint64_t)1 << k;
-                s->free_count--;
-                continue;
+            if (k >= 64) {  // no bit for it: it keeps the page with its link and mark
+                lo = hak_align_up((uintptr_t)b + 2 * sizeof(void *), page);
+                if (hi > lo && hak_os_purge((void *)lo, hi - lo) == 0) bytes += hi - lo;
+            } else if (hi > lo) {
+                // The bit and the zero limits go first, so a double free racing with the
+                // zeroing reaches the slow path rather than finding neither mark nor bit.
+                uint64_t bit = (uint64_t)1 << k;
+                hak_store_relaxed(&s->purged, purged | bit);
+                if (!purged) span_set_limit(s, 0);
+                if (hak_os_purge((void *)lo, hi - lo) == 0) {
+                    purged |= bit;
+                    bytes += hi - lo;
+                    s->free_count--;
+                    continue;  // off the list: its link is gone
+                }
+                hak_store_relaxed(&s->purged, purged);
+                if (!purged) span_set_limit(s, (uint64_t)s->capacity * hak_sc_unit[s->sc]);
+                // a refusal may come after part of the range was zeroed (a locked page
+                // further on): the mark goes back with the link below
+                b[1] = (void *)hak_free_key;
             }
-            if (last) hak_link_set(last, b);
-            else keep = b;
+            if (last) {
+                if (hak_link_get(last) != b) hak_link_set(last, b);  // no write, no dirty page, when unchanged
+            } else {
+                keep = b;
+            }
             last = b;
         }
-        if (last) hak_link_set(last, NULL);
+        if (last && hak_link_get(last) != NULL) hak_link_set(last, NULL);
         s->free = keep;
-        if (purged != was) {
-            hak_store_relaxed(&s->purged, purged);
-            if (!was) span_set_limit(s, 0);
-        }
     }
     HAK_STAT_ADD(ss_purge_block_bytes, bytes);
     return bytes;

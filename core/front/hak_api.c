@@ -185,8 +185,8 @@ HAK_FRONT void *hak_realloc(void *p, size_t n) {
     size_t old;
     if (ss) {
         old = block_size(p, "realloc(): invalid pointer");
-        if (hak_config.check && ((void **)p)[1] == (void *)hak_free_key)
-            hak_die("realloc(): pointer already freed", p);
+        if (hak_config.check && (((void **)p)[1] == (void *)hak_free_key || hak_slab_is_purged(hak_ss_slab_of(ss, p), p)))
+            hak_die("realloc(): pointer already freed", p);  // a purged block has lost its mark
         // Keep the block when the new size fits and wastes at most half of it.
         if (n <= old && (n > old / 2 || old <= 32)) {
             HAK_STAT_INC(realloc_inplace);

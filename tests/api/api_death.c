@@ -85,6 +85,7 @@ static void do_double_free_foreign_thread(void *p) {
 
 static void do_free(void *p) { hak_free(p); }
 static void do_double_free_purged_one(void *p) { hak_free(p); }
+static void do_realloc_purged(void *p) { (void)hak_realloc(p, 100); }
 
 static void *free_once_thread(void *p) {
     hak_free(p);
@@ -215,6 +216,7 @@ static void t_double_free_purged(void) {
     CHECK(((unsigned char *)p[3])[20 * KiB - 1] == 0, "block 3 was not purged (test premise)");
     expect_abort("double free of a purged block", do_double_free_purged_one, p[3], p[3]);
     expect_abort("double free of a purged block by another thread", do_free_remote_then_trim, p[4], p[4]);
+    expect_abort("realloc of a purged block", do_realloc_purged, p[5], p[5]);
     // The same frees of live blocks in such a span are fine (slow path, no report).
     void *q = hak_malloc(20 * KiB);
     CHECK(q != NULL, "malloc");
