@@ -258,6 +258,14 @@ static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
 
 /* ---- stages 2 and 3: a partial slab's free list, then carving -------------------------- */
 
+// n blocks of s, linked head..tail, go to the thread's list of class sc.
+static void cache_chain(hak_tc_t *tc, unsigned sc, hak_slab_t *s, void *head, void *tail, unsigned n) {
+    hak_link_set(tail, tc->head[sc]);
+    tc->head[sc] = head;
+    tc->room[sc] -= (int64_t)n;
+    s->used += n;
+}
+
 static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
     const hak_sc_info_t *ci = &hak_sc_info[sc];
     hak_slab_t *s;
@@ -289,10 +297,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
         if (hak_load_relaxed(&s->purged)) {  // blocks the purge took off the free list
             void *head, *tail;
             unsigned n = hak_slab_take_purged(s, ci->carve, &head, &tail);
-            hak_link_set(tail, tc->head[sc]);
-            tc->head[sc] = head;
-            tc->room[sc] -= (int64_t)n;
-            s->used += n;
+            cache_chain(tc, sc, s, head, tail, n);
             HAK_STAT_ADD(refill_slab_purged, n);
             if (!hak_load_relaxed(&s->purged) && s->carved == s->capacity) partial_remove(h, s);
             return 1;
@@ -300,10 +305,7 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
         if (s->carved < s->capacity) {
             void *head, *tail;
             unsigned n = hak_slab_carve(s, ci->carve, &head, &tail);
-            hak_link_set(tail, tc->head[sc]);
-            tc->head[sc] = head;
-            tc->room[sc] -= (int64_t)n;
-            s->used += n;
+            cache_chain(tc, sc, s, head, tail, n);
             HAK_STAT_ADD(refill_carve, n);
             if (s->carved == s->capacity) partial_remove(h, s);
             return 1;
