@@ -6,27 +6,30 @@
 #include "hak_lock.h"
 #include "hak_os.h"
 
-// The shared zero leaf: 512 KiB of .bss that is only ever read (the kernel's zero page).
-static _Atomic(uintptr_t) zero_leaf[1u << HAK_PM_LEAF_BITS];
-_Atomic(_Atomic(uintptr_t) *) hak_pagemap_top[1u << HAK_PM_TOP_BITS] = {
-    [0 ...(1u << HAK_PM_TOP_BITS) - 1] = zero_leaf};
+// All zeros: no leaf yet anywhere. The zero leaf is 512 KiB of .bss that is only ever read
+// (the kernel's zero page).
+hak_pagemap_root_t hak_pagemap;
 static hak_lock_t leaf_lock = HAK_LOCK_INIT;
 
 static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
     unsigned top = (unsigned)(idx >> HAK_PM_LEAF_BITS);
     // pairs with the release store below
-    _Atomic(uintptr_t) *leaf = hak_load_acquire(&hak_pagemap_top[top]);
-    if (leaf != zero_leaf) return leaf;
+    uintptr_t off = hak_load_acquire(&hak_pagemap.top[top]);
+    if (off) return hak_pagemap_leaf_at(off);
     hak_lock(&leaf_lock);
-    leaf = hak_load_relaxed(&hak_pagemap_top[top]);
-    if (leaf == zero_leaf) {
-        leaf = hak_os_map(sizeof(uintptr_t) << HAK_PM_LEAF_BITS, 0);
+    off = hak_load_relaxed(&hak_pagemap.top[top]);
+    if (!off) {
+        void *leaf = hak_os_map(sizeof(uintptr_t) << HAK_PM_LEAF_BITS, 0);
+        if (!leaf) {
+            hak_unlock(&leaf_lock);
+            return NULL;
+        }
+        off = (uintptr_t)leaf - (uintptr_t)hak_pagemap.zero_leaf;
         // pairs with the acquire loads in hak_pagemap_get and above
-        if (leaf) hak_store_release(&hak_pagemap_top[top], leaf);
-        else leaf = NULL;
+        hak_store_release(&hak_pagemap.top[top], off);
     }
     hak_unlock(&leaf_lock);
-    return leaf;
+    return hak_pagemap_leaf_at(off);
 }
 
 int hak_pagemap_set(uintptr_t addr, size_t size, uintptr_t value) {

@@ -22,15 +22,33 @@
 /* Addresses the map covers: the 47-bit user address space. */
 #define HAK_PM_ADDR_LIMIT ((uintptr_t)1 << (HAK_SS_SHIFT + HAK_PM_TOP_BITS + HAK_PM_LEAF_BITS))
 
-/* Top entries that have no leaf point at one shared, never-written zero leaf, so a lookup
- * needs no NULL test. */
-extern HAK_HIDDEN _Atomic(_Atomic(uintptr_t) *) hak_pagemap_top[1u << HAK_PM_TOP_BITS];
+/* A top entry holds its leaf's address minus the zero leaf's: 0, the value of every entry
+ * without a leaf, selects one shared, never-written zero leaf, so a lookup needs no NULL
+ * test. As offsets the table starts all zero, in .bss; as pointers it was 8 KiB of .data
+ * and 1024 relocations that the loader wrote at every program start. The zero leaf follows
+ * the table in one object, so one address register serves both loads of a lookup. */
+typedef struct hak_pagemap_root {
+    _Atomic uintptr_t top[1u << HAK_PM_TOP_BITS];
+    _Atomic(uintptr_t) zero_leaf[1u << HAK_PM_LEAF_BITS];  /* .bss, only ever read */
+} hak_pagemap_root_t;
+extern HAK_HIDDEN hak_pagemap_root_t hak_pagemap;
+
+static HAK_INLINE _Atomic(uintptr_t) *hak_pagemap_leaf_at(uintptr_t off) {
+    return (_Atomic(uintptr_t) *)((uintptr_t)hak_pagemap.zero_leaf + off);
+}
 
 /* The entry for the chunk holding addr (addr below HAK_PM_ADDR_LIMIT), or 0. */
 static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
     uintptr_t idx = addr >> HAK_SS_SHIFT;
+    hak_pagemap_root_t *root = &hak_pagemap;
+    // The empty asm statements pin root and leaf to registers: left to itself, GCC forms the
+    // zero leaf's address with a second lea and adds the index apart, 3 instructions more
+    // than pointer entries took; this way it is 1 (one lea, root + off + the leaf's offset).
+    __asm__("" : "+r"(root));
     // pairs with the release store that publishes a leaf in hak_pagemap_set
-    _Atomic(uintptr_t) *leaf = hak_load_acquire(&hak_pagemap_top[idx >> HAK_PM_LEAF_BITS]);
+    uintptr_t off = hak_load_acquire(&root->top[idx >> HAK_PM_LEAF_BITS]);
+    _Atomic(uintptr_t) *leaf = (_Atomic(uintptr_t) *)((char *)root->zero_leaf + off);
+    __asm__("" : "+r"(leaf));
     // pairs with the release store of the entry in hak_pagemap_set
     return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
 }
