@@ -2,6 +2,7 @@
  * May call: write(2) through hak_fmt, getrusage(2), hak_lock. Never allocates. */
 #include "hak_stats.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -12,17 +13,44 @@
 __thread hak_stats_block_t *hak_stats_cur HAK_TLS_MODEL;
 __thread hak_stats_fast_t *hak_stats_fast_cur HAK_TLS_MODEL;
 
-static const char *const ctr_names[HAK_CTR_COUNT] = {
-#define HAK_CTR(name, help) #name,
-#include "hak_stats.def"
-#undef HAK_CTR
-};
+// Values the kernel keeps, read when asked: the process's page faults so far (every thread,
+// the program's own included). Reported after the counters as levels, not counts; their
+// indexes follow the counters', so hak_stat() knows them too.
+enum { PROC_MINFLT = HAK_CTR_COUNT, PROC_MAJFLT, PROC_END };
 
-static const char *const ctr_help[HAK_CTR_COUNT] = {
-#define HAK_CTR(name, help) help,
+// Every name and help text in one struct of char arrays, found by offset: read-only data
+// with nothing for the loader to relocate (arrays of pointers would be 148 relocations and a
+// page written at every program start).
+#define HAK_PROC_TEXT(X)                                                                  \
+    X(os_minflt, "minor page faults of the process so far (getrusage; a level, not a count)") \
+    X(os_majflt, "major page faults of the process so far (getrusage; a level, not a count)")
+static const struct ctr_text {
+#define HAK_CTR(name, help) char name##_n[sizeof #name], name##_h[sizeof help];
 #include "hak_stats.def"
+    HAK_PROC_TEXT(HAK_CTR)
+#undef HAK_CTR
+} ctr_text = {
+#define HAK_CTR(name, help) #name, help,
+#include "hak_stats.def"
+    HAK_PROC_TEXT(HAK_CTR)
 #undef HAK_CTR
 };
+static const uint16_t ctr_name_off[PROC_END] = {
+#define HAK_CTR(name, help) offsetof(struct ctr_text, name##_n),
+#include "hak_stats.def"
+    HAK_PROC_TEXT(HAK_CTR)
+#undef HAK_CTR
+};
+static const uint16_t ctr_help_off[PROC_END] = {
+#define HAK_CTR(name, help) offsetof(struct ctr_text, name##_h),
+#include "hak_stats.def"
+    HAK_PROC_TEXT(HAK_CTR)
+#undef HAK_CTR
+};
+_Static_assert(sizeof(struct ctr_text) <= UINT16_MAX, "counter texts outgrew their offsets");
+
+static const char *ctr_name(unsigned i) { return (const char *)&ctr_text + ctr_name_off[i]; }
+static const char *ctr_help(unsigned i) { return (const char *)&ctr_text + ctr_help_off[i]; }
 
 // Counts of threads without a heap, and the list of every heap's block.
 static _Atomic uint64_t merged[HAK_CTR_COUNT];
@@ -93,15 +121,6 @@ static void take_snapshot(snapshot_t *s) {
     s->c[HAK_CTR_alloc_tls_sll] = total > slow ? total - slow : 0;
 }
 
-// Values the kernel keeps, read when asked: the process's page faults so far (every thread,
-// the program's own included). Reported after the counters as levels, not counts; their
-// indexes follow the counters', so hak_stat() knows them too.
-enum { PROC_MINFLT = HAK_CTR_COUNT, PROC_MAJFLT, PROC_END };
-static const char *const proc_names[PROC_END - HAK_CTR_COUNT] = {"os_minflt", "os_majflt"};
-static const char *const proc_help[PROC_END - HAK_CTR_COUNT] = {
-    "minor page faults of the process so far (getrusage; a level, not a count)",
-    "major page faults of the process so far (getrusage; a level, not a count)"};
-
 static void proc_values(uint64_t v[PROC_END - HAK_CTR_COUNT]) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) ru.ru_minflt = ru.ru_majflt = 0;
@@ -130,9 +149,9 @@ uint64_t hak_stats_total_sc(int which, unsigned sc) {
 
 int hak_stats_index(const char *name) {
     for (unsigned i = 0; i < HAK_CTR_COUNT; i++)
-        if (strcmp(ctr_names[i], name) == 0) return (int)i;
+        if (strcmp(ctr_name(i), name) == 0) return (int)i;
     for (unsigned i = HAK_CTR_COUNT; i < PROC_END; i++)
-        if (strcmp(proc_names[i - HAK_CTR_COUNT], name) == 0) return (int)i;
+        if (strcmp(ctr_name(i), name) == 0) return (int)i;
     return -1;
 }
 
@@ -142,9 +161,9 @@ void hak_stats_fork_child(void) { hak_lock_reset(&list_lock); }
 
 static void report_text(hak_buf_t *b, const snapshot_t *s) {
     hak_buf_str(b, "hakmem: counters (HAKMEM_DEBUG=1; docs/COUNTERS.md)\n");
-    static const struct {
-        const char *title;
-        const char *prefix;
+    static const struct {  // char arrays, not pointers: no relocations (see ctr_text)
+        char title[24];
+        char prefix[10];
     } groups[] = {{"allocation", "alloc_"}, {"free pipeline", "free_"}, {"refill stages", "refill_"},
                   {"slabs and SuperSlabs", "slab_"}, {"", "ss_"}, {"large path", "large_"}, {"BigCache", "bigcache_"},
                   {"learning (HAKMEM_LEARN)", "learn_"},
@@ -158,12 +177,12 @@ static void report_text(hak_buf_t *b, const snapshot_t *s) {
             hak_buf_str(b, "]\n");
         }
         for (unsigned i = 0; i < HAK_CTR_COUNT; i++) {
-            if (strncmp(ctr_names[i], groups[g].prefix, plen) != 0) continue;
+            if (strncmp(ctr_name(i), groups[g].prefix, plen) != 0) continue;
             hak_buf_str(b, "    ");
-            hak_buf_pad(b, ctr_names[i], 24);
+            hak_buf_pad(b, ctr_name(i), 24);
             hak_buf_u64w(b, s->c[i], 14);
             hak_buf_str(b, "  ");
-            hak_buf_str(b, ctr_help[i]);
+            hak_buf_str(b, ctr_help(i));
             hak_buf_str(b, "\n");
         }
     }
@@ -171,10 +190,10 @@ static void report_text(hak_buf_t *b, const snapshot_t *s) {
     proc_values(proc);
     for (unsigned i = 0; i < PROC_END - HAK_CTR_COUNT; i++) {
         hak_buf_str(b, "    ");
-        hak_buf_pad(b, proc_names[i], 24);
+        hak_buf_pad(b, ctr_name(HAK_CTR_COUNT + i), 24);
         hak_buf_u64w(b, proc[i], 14);
         hak_buf_str(b, "  ");
-        hak_buf_str(b, proc_help[i]);
+        hak_buf_str(b, ctr_help(HAK_CTR_COUNT + i));
         hak_buf_str(b, "\n");
     }
     hak_buf_str(b, "  [size classes]  class     size        mallocs     refills\n");
@@ -194,7 +213,7 @@ static void report_json(hak_buf_t *b, const snapshot_t *s) {
     for (unsigned i = 0; i < HAK_CTR_COUNT; i++) {
         if (i) hak_buf_str(b, ",");
         hak_buf_str(b, "\"");
-        hak_buf_str(b, ctr_names[i]);
+        hak_buf_str(b, ctr_name(i));
         hak_buf_str(b, "\":");
         hak_buf_u64(b, s->c[i]);
     }
@@ -202,7 +221,7 @@ static void report_json(hak_buf_t *b, const snapshot_t *s) {
     proc_values(proc);
     for (unsigned i = 0; i < PROC_END - HAK_CTR_COUNT; i++) {
         hak_buf_str(b, ",\"");
-        hak_buf_str(b, proc_names[i]);
+        hak_buf_str(b, ctr_name(HAK_CTR_COUNT + i));
         hak_buf_str(b, "\":");
         hak_buf_u64(b, proc[i]);
     }
