@@ -42,10 +42,10 @@ if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
   pin_wrk=(taskset -c 1)
 fi
 
-rss_of() {  # master + workers, KiB
+rss_of() {  # rss_of BUILD [FIELD of /proc/PID/status]: master + workers, KiB
   local pid=${NGX_PID[$1]} sum k
-  sum=$(ngx_rss_kib "$pid")
-  for k in $(ngx_children "$pid"); do sum=$((sum + $(ngx_rss_kib "$k"))); done
+  sum=$(ngx_rss_kib "$pid" "${2:-VmRSS}")
+  for k in $(ngx_children "$pid"); do sum=$((sum + $(ngx_rss_kib "$k" "${2:-VmRSS}"))); done
   echo "$sum"
 }
 
@@ -60,7 +60,7 @@ run_wrk() {  # run_wrk BUILD FILE SECONDS -> requests/s
 
 csv=$NGX_ROOT/bench/results/nginx.csv
 mkdir -p "$(dirname "$csv")"
-echo "round,build,file,requests_per_s,rss_kib" >"$csv.tmp"
+echo "round,build,file,requests_per_s,rss_kib,rss_anon_kib" >"$csv.tmp"
 for f in "${files[@]}"; do for b in "${builds[@]}"; do run_wrk "$b" "$f" 2 >/dev/null; done; done  # warm-up
 for ((r = 1; r <= rounds; r++)); do
   for f in "${files[@]}"; do
@@ -68,9 +68,9 @@ for ((r = 1; r <= rounds; r++)); do
     ((r % 2)) || order=(glibc hakmem)
     for b in "${order[@]}"; do
       rps=$(run_wrk "$b" "$f" "$secs")
-      rss=$(rss_of "$b")
-      ngx_log "round $r $f $b: $rps requests/s, RSS $rss KiB"
-      echo "$r,$b,$f,$rps,$rss" >>"$csv.tmp"
+      rss=$(rss_of "$b") anon=$(rss_of "$b" RssAnon)
+      ngx_log "round $r $f $b: $rps requests/s, RSS $rss KiB (anonymous $anon KiB)"
+      echo "$r,$b,$f,$rps,$rss,$anon" >>"$csv.tmp"
     done
   done
 done
@@ -95,15 +95,16 @@ print("- hakmem: $rev, Release, libhakmem.a linked in (--whole-archive); nginx $
 print("- wrk $(dpkg-query -W -f='${Version}' wrk), glibc $(dpkg-query -W -f='${Version}' libc6)")
 print("- command: \`bench/nginx_bench.sh $rounds $secs $conns\`: per run \`wrk -t1 -c$conns -d${secs}s http://127.0.0.1:PORT/FILE\` (keep-alive), FILE = 1 KiB or 64 KiB of random bytes; $rounds rounds, interleaved (every build x file once per round, build order alternating), after a 2 s warm-up each")
 print("- nginx: 1 worker process, sendfile on, access log off, bound to 127.0.0.1; wrk -t1 and one worker because with 2 CPUs wrk and nginx share them; $( ((${#pin_wrk[@]})) && echo 'the worker pinned to CPU 0 and wrk to CPU 1 (taskset)' || echo 'not pinned')")
-print("- RSS: VmRSS of master + worker right after each run, KiB; medians over the rounds; raw runs in nginx.csv")
+print("- RSS: VmRSS of master + worker right after each run, KiB; in brackets its anonymous part (RssAnon: heap, data, stacks), the rest being file pages (the binary, libc), whose count moves with the page cache; medians over the rounds; raw runs in nginx.csv")
 print()
 print("| file | hakmem req/s | glibc req/s | hakmem / glibc | hakmem RSS KiB | glibc RSS KiB | hakmem / glibc RSS |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for f in ("f1k", "f64k"):
     h, g = statistics.median(col("hakmem", f, "requests_per_s")), statistics.median(col("glibc", f, "requests_per_s"))
     hr, gr = statistics.median(col("hakmem", f, "rss_kib")), statistics.median(col("glibc", f, "rss_kib"))
+    ha, ga = statistics.median(col("hakmem", f, "rss_anon_kib")), statistics.median(col("glibc", f, "rss_anon_kib"))
     name = {"f1k": "1 KiB", "f64k": "64 KiB"}[f]
-    print(f"| {name} | {h:.0f} | {g:.0f} | {h / g:.3f} | {hr:.0f} | {gr:.0f} | {hr / gr:.3f} |")
+    print(f"| {name} | {h:.0f} | {g:.0f} | {h / g:.3f} | {hr:.0f} ({ha:.0f}) | {gr:.0f} ({ga:.0f}) | {hr / gr:.3f} ({ha / ga:.3f}) |")
 print()
 print("Spread over the rounds (min - max requests/s), and hakmem / glibc within each round:")
 print()

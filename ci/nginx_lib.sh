@@ -14,7 +14,7 @@
 #
 # Provides: NGX_ROOT, NGX_WORK, NGX_BIN (assoc: hakmem, glibc), ngx_log, ngx_die,
 # ngx_install_pkgs PKG..., ngx_build, ngx_verify_link, ngx_free_port, ngx_write_conf,
-# ngx_start NAME BUILD PREFIX WORKERS [EXTRA-CONF], ngx_children PID, ngx_rss_kib PID,
+# ngx_start NAME BUILD PREFIX WORKERS [EXTRA-CONF], ngx_children PID, ngx_rss_kib PID [FIELD],
 # ngx_stop NAME, ngx_cleanup.
 
 NGX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -212,7 +212,7 @@ ngx_children() {
   return 0
 }
 
-ngx_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+ngx_rss_kib() { awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # ngx_start NAME BUILD PREFIX WORKERS [EXTRA-CONF]: a server on a free port of 127.0.0.1;
 # sets NGX_PORT. The master runs in the foreground of a background job (daemon off), its
