@@ -40,13 +40,19 @@ void hak_sc_init(void) {
         hak_sc_magic[HAK_SC_MAX] = 1;
         hak_sc_unit[HAK_SC_MAX] = 0;
         pick_span(size, &ci->span, &ci->capacity);
-        // The thread cache keeps about 64 KiB per small class and 128 KiB per mid class,
-        // between 1 and 256 blocks; a refill or flush moves half of that.
+        // The thread cache keeps about 64 KiB per small class and 128 KiB per mid class up
+        // to HAK_TC_MAX_BLOCK, between 1 and 256 blocks; a refill or flush moves half of
+        // that. Above it nothing: each free goes to the block's slab and each malloc takes
+        // one block from a slab, under the heap's lock. A cache is where an idle thread's
+        // memory sits out of reach of the purge thread (only its owner may touch it), and a
+        // cap of one block of 256 KiB per class was 2.5 MiB per thread after a free phase in
+        // bench/growshrink; in a slab, a free block of a page or more is purged when idle.
         uint32_t budget = size <= HAK_SMALL_MAX ? 65536 : 131072;
         uint32_t cap = budget / size;
         if (cap > 256) cap = 256;
         if (size <= HAK_SMALL_MAX && cap < 32) cap = 32;
         if (cap < 1) cap = 1;
+        if (size > HAK_TC_MAX_BLOCK) cap = 0;
         ci->tc_cap = (uint16_t)cap;
         ci->batch = (uint16_t)(cap > 1 ? cap / 2 : 1);
         // Carving writes a link into every block it hands out, so it makes those pages

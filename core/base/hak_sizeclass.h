@@ -12,6 +12,8 @@
 #define HAK_SC_MAX 60
 #define HAK_SC_SMALL_COUNT 20
 #define HAK_SMALL_MAX 1024
+/* Blocks above this size are never kept in a thread cache (hak_sc_init). */
+#define HAK_TC_MAX_BLOCK 32768
 #define HAK_MID_MAX ((size_t)1 << 20)
 
 /* Class of n for n <= HAK_SMALL_MAX, indexed by (n + 15) >> 4. */

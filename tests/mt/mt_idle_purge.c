@@ -13,6 +13,12 @@
  *                            base plus the 24 MiB still live.
  *   mt_idle_purge no_thread  (HAKMEM_PURGE_THREAD=0) the same: no pass ran and nothing was
  *                            purged during the sleep; RSS stayed up.
+ *   mt_idle_purge mid_classes (HAKMEM_DECAY_MS=100) the worker allocates 4 blocks of each
+ *                            size from 33 KiB to 1 MiB, growing by a quarter (every mid class
+ *                            above HAK_TC_MAX_BLOCK; 27 MiB), frees them and waits. None stays
+ *                            in its thread cache, out of the purge thread's reach: RSS falls
+ *                            to within 2 MiB of the base (a cache of one block per class held
+ *                            6 MiB there).
  *   mt_idle_purge trim_other (HAKMEM_PURGE_THREAD=0, HAKMEM_DECAY_MS=100000) the same, then
  *                            the main thread calls hak_trim(0): it gives back the worker's
  *                            free memory although the worker owns its heap and is alive.
@@ -28,6 +34,7 @@ enum { BLOCK = 64 << 10, COUNT = 768 };  // 48 MiB
 
 static pthread_barrier_t freed, done;
 static int keep_every;  // 0: free all; k: keep every k-th block alive
+static int mid_classes; // blocks of every mid class above 32 KiB instead of 64 KiB ones
 
 static size_t rss_now(void) {
     char buf[128];
@@ -51,12 +58,23 @@ static void sleep_ms(long ms) {
 static void *worker(void *arg) {
     (void)arg;
     static void *p[COUNT];
-    for (int i = 0; i < COUNT; i++) {
+    int count = COUNT;
+    if (mid_classes) {
+        count = 0;
+        for (size_t n = (32 << 10) + 1; n <= MiB; n += n / 4)
+            for (int k = 0; k < 4; k++) {
+                p[count] = T_MALLOC(n);
+                CHECK(p[count] != NULL, "malloc(%zu)", n);
+                memset(p[count], k, n);
+                count++;
+            }
+    }
+    for (int i = 0; i < count && !mid_classes; i++) {
         p[i] = T_MALLOC(BLOCK);
         CHECK(p[i] != NULL, "malloc(64 KiB)");
         memset(p[i], i, BLOCK);
     }
-    for (int i = 0; i < COUNT; i++)
+    for (int i = 0; i < count; i++)
         if (!keep_every || i % keep_every) T_FREE(p[i]);
     pthread_barrier_wait(&freed);
     pthread_barrier_wait(&done);  // alive (its heap owned) until the main thread has looked
@@ -69,13 +87,14 @@ static void *worker(void *arg) {
 
 int main(int argc, char **argv) {
     mt_test_name = "mt_idle_purge";
-    CHECK(argc == 2, "usage: mt_idle_purge idle|partial|no_thread|trim_other");
+    CHECK(argc == 2, "usage: mt_idle_purge idle|partial|mid_classes|no_thread|trim_other");
     const char *mode = argv[1];
     if (MT_SANITIZER || !MT_STATS) {
         printf("mt_idle_purge: skipped (RSS under a sanitizer, or no counters)\n");
         return 77;
     }
     if (strcmp(mode, "partial") == 0) keep_every = 2;
+    if (strcmp(mode, "mid_classes") == 0) mid_classes = 1;
     pthread_barrier_init(&freed, NULL, 2);
     pthread_barrier_init(&done, NULL, 2);
     size_t base = rss_now();
@@ -100,6 +119,9 @@ int main(int argc, char **argv) {
         CHECK(idle >= 1, "the purge thread never found the worker's heap idle");
         CHECK(purged > 0, "nothing purged while idle");
         CHECK(after <= base + 4 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB", after >> 10, base >> 10);
+    } else if (strcmp(mode, "mid_classes") == 0) {
+        CHECK(idle >= 1, "the purge thread never found the worker's heap idle");
+        CHECK(after <= base + 2 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB", after >> 10, base >> 10);
     } else if (strcmp(mode, "partial") == 0) {
         uint64_t inside = mt_hak_stat("ss_purge_block_bytes") - inside0;
         CHECK(inside >= 16 * MiB, "only %" PRIu64 " KiB purged inside free blocks", inside >> 10);
