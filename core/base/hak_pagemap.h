@@ -47,8 +47,11 @@ static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
     __asm__("" : "+r"(root));
     // pairs with the release store that publishes a leaf in hak_pagemap_set
     uintptr_t off = hak_load_acquire(&root->top[idx >> HAK_PM_LEAF_BITS]);
-    _Atomic(uintptr_t) *leaf = (_Atomic(uintptr_t) *)((char *)root->zero_leaf + off);
-    __asm__("" : "+r"(leaf));
+    // integer arithmetic: as pointer arithmetic, an offset to a leaf below the zero leaf
+    // would be an overflow (UBSan's pointer-overflow check aborts on it)
+    uintptr_t leaf_addr = (uintptr_t)root->zero_leaf + off;
+    __asm__("" : "+r"(leaf_addr));
+    _Atomic(uintptr_t) *leaf = (_Atomic(uintptr_t) *)leaf_addr;
     // pairs with the release store of the entry in hak_pagemap_set
     return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
 }
