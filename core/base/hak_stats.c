@@ -162,7 +162,7 @@ void hak_stats_fork_child(void) { hak_lock_reset(&list_lock); }
 static void report_text(hak_buf_t *b, const snapshot_t *s) {
     hak_buf_str(b, "hakmem: counters (HAKMEM_DEBUG=1; docs/COUNTERS.md)\n");
     static const struct {  // char arrays, not pointers: no relocations (see ctr_text)
-        char title[24];
+        char title[32];  // the longest, "learning (HAKMEM_LEARN)", takes 24 with its NUL
         char prefix[10];
     } groups[] = {{"allocation", "alloc_"}, {"free pipeline", "free_"}, {"refill stages", "refill_"},
                   {"slabs and SuperSlabs", "slab_"}, {"", "ss_"}, {"large path", "large_"}, {"BigCache", "bigcache_"},
