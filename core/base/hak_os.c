@@ -227,7 +227,19 @@ int hak_os_resize_inplace(void *p, size_t old_size, size_t new_size) {
 
 int hak_os_move(void *p, size_t old_size, size_t new_size, void *target) {
     if (hak_unlikely(fault_hit(HAK_OS_FAULT_REMAP))) return errno = ENOMEM;
-    void *r = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    size_t moved = old_size < new_size ? old_size : new_size;
+    if (new_size > old_size) {
+        HAK_STAT_INC(os_map_calls);
+        // The new tail first, read-write over the reservation's end (a refusal shows here,
+        // before anything moved; the caller unmaps the whole target), then the old pages
+        // onto its head. One mremap that moves and grows at once does both, but Valgrind
+        // (3.19) left the grown part unaddressable when the source had grown in place
+        // before (api_realloc tiers under memcheck).
+        if (mmap((char *)target + old_size, new_size - old_size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+            return errno;
+    }
+    void *r = mremap(p, old_size, moved, MREMAP_MAYMOVE | MREMAP_FIXED, target);
     if (r == MAP_FAILED) return errno;
     if (new_size > old_size) HAK_STAT_ADD(os_map_bytes, new_size - old_size);
     else HAK_STAT_ADD(os_unmap_bytes, old_size - new_size);

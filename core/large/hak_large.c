@@ -77,7 +77,7 @@ static HAK_COLD void *map_block(size_t n, size_t size, size_t align, uintptr_t s
     }
     // HAKMEM_THP: a huge page per 2 MiB unit (the mapping is 2 MiB-aligned): one fault in
     // place of 512. The advice stays with the block through the BigCache and realloc's mremap.
-    if (size >= hak_config.thp_large_min) hak_os_advise_huge(base, size);
+    h->huge = size >= hak_config.thp_large_min && hak_os_advise_huge(base, size) == 0;
     HAK_STAT_INC(large_map);
     account_alloc(h, site, n, outcome);
     return base;
@@ -341,6 +341,8 @@ static void *move_to_new_range(hak_large_t *h, size_t size) {
         hak_os_unmap(target, size);
         return NULL;
     }
+    // the moved pages keep their flags; the tail hak_os_move mapped gets the same advice
+    if (h->huge && size > old_size) hak_os_advise_huge(target + old_size, size - old_size);
     h->base = target;
     h->size = size;
     return target;

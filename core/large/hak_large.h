@@ -23,6 +23,8 @@ typedef struct hak_large {
     size_t size;                  /* bytes mapped (page multiple; a class size when cacheable) */
     _Atomic int live;             /* 1 while allocated; a free swaps it to 0 */
     unsigned ring;                /* 1 + its slot in the site rings while there, else 0 */
+    unsigned huge;                /* advised MADV_HUGEPAGE when mapped: a move that grows
+                                     it advises the new tail as well (hak_os_move maps it) */
     uintptr_t site;               /* return address of the call that allocated it */
     uint64_t cached_ms;           /* when it entered the cache (hak_os_now_ms) */
     struct hak_large *prev, *next; /* its class list in the cache, oldest first */
