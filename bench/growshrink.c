@@ -15,7 +15,15 @@
  *
  * where rss_ratio = rss_end / live (the lower the better; 1.0 = only live data resident) and
  * seconds_to_1.2 is when RSS first fell to 1.2x live (-1 if it never did). The live bytes are
- * the requested sizes of the surviving blocks. */
+ * the requested sizes of the surviving blocks.
+ *
+ * growshrink_pages (the same source with GS_PAGES, linked with libhakmem.a) also says where
+ * the RSS above the live bytes is, on stderr: each worker's thread cache in bytes (small and
+ * mid classes) before it goes quiet, then, at the end of the wait, every resident page of the
+ * process from /proc/self/pagemap: file pages; anonymous pages that hold part of a surviving
+ * block (or of the block tables) and how much of them the blocks leave unused; the other
+ * anonymous pages, and for those in a SuperSlab the state of their span (a free slab, a span
+ * with no block out, a span whose blocks are out: in a thread cache or the program). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -27,6 +35,25 @@
 #include <unistd.h>
 
 #include "../stress/stress_args.h"
+
+#ifdef GS_PAGES
+#include <sys/mman.h>
+
+#include "hak_ss.h"
+#include "hak_tls.h"
+
+// this thread's cache, small and mid classes, in bytes
+static void report_cache(unsigned id) {
+    size_t small = 0, mid = 0;
+    for (unsigned c = 0; c < HAK_SC_MAX; c++) {
+        size_t bytes = (size_t)(hak_sc_info[c].tc_cap - hak_tc.room[c]) * hak_sc_size_table[c];
+        if (hak_sc_size_table[c] <= HAK_SMALL_MAX) small += bytes;
+        else mid += bytes;
+    }
+    fprintf(stderr, "growshrink_pages: thread %u cache: small classes %zu KiB, mid classes %zu KiB\n", id,
+            small >> 10, mid >> 10);
+}
+#endif
 
 typedef struct {
     unsigned id;
@@ -110,10 +137,97 @@ static void *worker(void *arg) {
     }
     w->first_live = i;
     for (; i < used; i++) w->live_bytes += w->sizes[i];
+#ifdef GS_PAGES
+    report_cache(w->id);
+#endif
     pthread_barrier_wait(&freed_barrier);
     pthread_barrier_wait(&done_barrier);  // alive and quiet while the main thread samples
     return NULL;
 }
+
+#ifdef GS_PAGES
+typedef struct {
+    uintptr_t lo, hi;
+} range_t;
+
+static int range_cmp(const void *a, const void *b) {
+    uintptr_t x = ((const range_t *)a)->lo, y = ((const range_t *)b)->lo;
+    return x < y ? -1 : x > y;
+}
+
+// bytes of the sorted, disjoint ranges r[0..n) inside [a, a + len)
+static size_t covered(const range_t *r, size_t n, uintptr_t a, size_t len) {
+    size_t lo = 0, hi = n, bytes = 0;
+    while (lo < hi) {  // the first range that ends after a
+        size_t m = (lo + hi) / 2;
+        if (r[m].hi <= a) lo = m + 1;
+        else hi = m;
+    }
+    for (size_t m = lo; m < n && r[m].lo < a + len; m++) {
+        uintptr_t s = r[m].lo > a ? r[m].lo : a, e = r[m].hi < a + len ? r[m].hi : a + len;
+        if (e > s) bytes += e - s;
+    }
+    return bytes;
+}
+
+// Called while every thread is quiet: no allocator call here (mmap, read, fprintf to an
+// unbuffered stderr).
+static void report_pages(const worker_t *ws, unsigned threads) {
+    size_t n = 0;
+    for (unsigned t = 0; t < threads; t++) n += ws[t].count - ws[t].first_live + 2;
+    range_t *r = mmap(NULL, n * sizeof *r, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return;
+    size_t k = 0;
+    for (unsigned t = 0; t < threads; t++) {
+        const worker_t *w = &ws[t];
+        for (size_t i = w->first_live; i < w->count; i++)
+            r[k++] = (range_t){(uintptr_t)w->blocks[i], (uintptr_t)w->blocks[i] + w->sizes[i]};
+        r[k++] = (range_t){(uintptr_t)w->blocks, (uintptr_t)(w->blocks + w->count)};
+        r[k++] = (range_t){(uintptr_t)w->sizes, (uintptr_t)(w->sizes + w->count)};
+    }
+    qsort(r, k, sizeof *r, range_cmp);
+    static char maps[1 << 20];
+    size_t len = 0;
+    ssize_t got;
+    int fd = open("/proc/self/maps", O_RDONLY);
+    while (fd >= 0 && (got = read(fd, maps + len, sizeof maps - 1 - len)) > 0) len += (size_t)got;
+    if (fd >= 0) close(fd);
+    maps[len] = 0;
+    int pm = open("/proc/self/pagemap", O_RDONLY);
+    if (pm < 0) return;
+    enum { FILE_PG, LIVE_PG, OTHER_PG, SS_FREE_SLAB, SS_SPAN_EMPTY, SS_SPAN_OUT, NKINDS };
+    size_t pages[NKINDS] = {0}, live_bytes = 0;
+    for (char *line = maps; *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        uintptr_t lo = strtoull(line, NULL, 16), hi = strtoull(strchr(line, '-') + 1, NULL, 16);
+        int file = strchr(line, '/') != NULL;
+        for (uintptr_t a = lo; a < hi; a += 4096) {
+            uint64_t e = 0;
+            if (pread(pm, &e, sizeof e, (off_t)(a / 4096 * sizeof e)) != sizeof e || !(e >> 63)) continue;
+            size_t in = file ? 0 : covered(r, k, a, 4096);
+            hak_ss_t *ss = file || in ? NULL : hak_ss_of((void *)a);
+            if (file) pages[FILE_PG]++;
+            else if (in) pages[LIVE_PG]++, live_bytes += in;
+            else if (!ss) pages[OTHER_PG]++;
+            else {
+                unsigned idx = hak_ss_slab_index(ss, (void *)a);
+                const hak_slab_t *head = &ss->slabs[ss->slab_head[idx]];
+                pages[ss->slab_sc[idx] == HAK_SLAB_NONE ? SS_FREE_SLAB : head->used ? SS_SPAN_OUT : SS_SPAN_EMPTY]++;
+            }
+        }
+        if (!nl) break;
+        line = nl + 1;
+    }
+    close(pm);
+    fprintf(stderr,
+            "growshrink_pages: file %zu KiB; holding live blocks %zu KiB (%zu KiB of it unused); "
+            "other anonymous %zu KiB; in SuperSlabs without a live block: free slabs %zu KiB, "
+            "spans with no block out %zu KiB, spans with blocks out %zu KiB\n",
+            pages[FILE_PG] * 4, pages[LIVE_PG] * 4, pages[LIVE_PG] * 4 - live_bytes / 1024, pages[OTHER_PG] * 4,
+            pages[SS_FREE_SLAB] * 4, pages[SS_SPAN_EMPTY] * 4, pages[SS_SPAN_OUT] * 4);
+}
+#endif
 
 static void usage(void) {
     fprintf(stderr, "usage: growshrink [--smoke] [total_mib threads wait_ms seed]\n"
@@ -170,6 +284,9 @@ int main(int argc, char **argv) {
         end = rss_kb();
         if (reached < 0 && end <= live_kb + live_kb / 5) reached = now() - t0;
     }
+#ifdef GS_PAGES
+    report_pages(ws, (unsigned)threads);
+#endif
     // the survivors are intact
     for (unsigned t = 0; t < threads; t++) {
         worker_t *w = &ws[t];
