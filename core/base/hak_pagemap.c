@@ -11,11 +11,15 @@
 hak_pagemap_root_t hak_pagemap;
 static hak_lock_t leaf_lock = HAK_LOCK_INIT;
 
+static _Atomic(uintptr_t) *leaf_at(uintptr_t off) {
+    return (_Atomic(uintptr_t) *)((uintptr_t)hak_pagemap.zero_leaf + off);
+}
+
 static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
     unsigned top = (unsigned)(idx >> HAK_PM_LEAF_BITS);
     // pairs with the release store below
     uintptr_t off = hak_load_acquire(&hak_pagemap.top[top]);
-    if (off) return hak_pagemap_leaf_at(off);
+    if (off) return leaf_at(off);
     hak_lock(&leaf_lock);
     off = hak_load_relaxed(&hak_pagemap.top[top]);
     if (!off) {
@@ -29,7 +33,7 @@ static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
         hak_store_release(&hak_pagemap.top[top], off);
     }
     hak_unlock(&leaf_lock);
-    return hak_pagemap_leaf_at(off);
+    return leaf_at(off);
 }
 
 int hak_pagemap_set(uintptr_t addr, size_t size, uintptr_t value) {

@@ -33,10 +33,6 @@ typedef struct hak_pagemap_root {
 } hak_pagemap_root_t;
 extern HAK_HIDDEN hak_pagemap_root_t hak_pagemap;
 
-static HAK_INLINE _Atomic(uintptr_t) *hak_pagemap_leaf_at(uintptr_t off) {
-    return (_Atomic(uintptr_t) *)((uintptr_t)hak_pagemap.zero_leaf + off);
-}
-
 /* The entry for the chunk holding addr (addr below HAK_PM_ADDR_LIMIT), or 0. */
 static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
     uintptr_t idx = addr >> HAK_SS_SHIFT;

@@ -19,8 +19,8 @@ __thread hak_stats_fast_t *hak_stats_fast_cur HAK_TLS_MODEL;
 enum { PROC_MINFLT = HAK_CTR_COUNT, PROC_MAJFLT, PROC_END };
 
 // Every name and help text in one struct of char arrays, found by offset: read-only data
-// with nothing for the loader to relocate (arrays of pointers would be 148 relocations and a
-// page written at every program start).
+// with nothing for the loader to relocate (arrays of pointers were two relocations per
+// counter, and a page written at every program start).
 #define HAK_PROC_TEXT(X)                                                                  \
     X(os_minflt, "minor page faults of the process so far (getrusage; a level, not a count)") \
     X(os_majflt, "major page faults of the process so far (getrusage; a level, not a count)")
@@ -148,9 +148,7 @@ uint64_t hak_stats_total_sc(int which, unsigned sc) {
 }
 
 int hak_stats_index(const char *name) {
-    for (unsigned i = 0; i < HAK_CTR_COUNT; i++)
-        if (strcmp(ctr_name(i), name) == 0) return (int)i;
-    for (unsigned i = HAK_CTR_COUNT; i < PROC_END; i++)
+    for (unsigned i = 0; i < PROC_END; i++)
         if (strcmp(ctr_name(i), name) == 0) return (int)i;
     return -1;
 }
