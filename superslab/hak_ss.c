@@ -169,22 +169,47 @@ void hak_ss_pool_decay(void) {
     hak_unlock(&pool_lock);
 }
 
-// Bit i set: slabs i..i+k-1 are all free.
-static uint32_t free_runs(const hak_ss_t *ss, unsigned k) {
-    uint32_t runs = ss->free_mask;
-    for (unsigned j = 1; j < k && runs; j++) runs &= ss->free_mask >> j;
-    return runs;
+static uint32_t run_bits(unsigned i, unsigned k) { return (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i; }
+
+unsigned hak_ss_span_fit(const hak_ss_t *ss, unsigned sc, unsigned *at) {
+    unsigned k = hak_sc_info[sc].span, best = HAK_SS_NO_FIT;
+    uint32_t m = ss->free_mask;
+    while (m) {
+        unsigned i = (unsigned)__builtin_ctz(m);
+        uint32_t above = ~(m >> i);  // the run ends at the first 0 above i
+        unsigned len = above ? (unsigned)__builtin_ctz(above) : 32u - i;
+        m &= ~run_bits(i, len);
+        if (len < k) continue;
+        // either end of the run, whichever touches fewer clean slabs; the low end on a tie
+        unsigned lo = i, hi = i + len - k;
+        unsigned clean_lo = (unsigned)__builtin_popcount(run_bits(lo, k) & ~ss->dirty_mask);
+        unsigned clean_hi = (unsigned)__builtin_popcount(run_bits(hi, k) & ~ss->dirty_mask);
+        unsigned start = clean_hi < clean_lo ? hi : lo;
+        unsigned cost = (clean_hi < clean_lo ? clean_hi : clean_lo) * HAK_SLABS_PER_SS + (len - k);
+        if (cost < best) {
+            best = cost;
+            *at = start;
+        }
+    }
+    return best;
 }
 
-int hak_ss_can_start(const hak_ss_t *ss, unsigned sc) { return free_runs(ss, hak_sc_info[sc].span) != 0; }
+int hak_ss_can_start(const hak_ss_t *ss, unsigned sc) {
+    unsigned at;
+    return hak_ss_span_fit(ss, sc, &at) != HAK_SS_NO_FIT;
+}
 
 hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc) {
+    unsigned at;
+    if (hak_ss_span_fit(ss, sc, &at) == HAK_SS_NO_FIT) return NULL;
+    return hak_ss_span_start_at(ss, sc, at);
+}
+
+hak_slab_t *hak_ss_span_start_at(hak_ss_t *ss, unsigned sc, unsigned i) {
     const hak_sc_info_t *ci = &hak_sc_info[sc];
     unsigned k = ci->span;
-    uint32_t runs = free_runs(ss, k);
-    if (!runs) return NULL;
-    unsigned i = (unsigned)__builtin_ctz(runs);
-    uint32_t bits = (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
+    uint32_t bits = run_bits(i, k);
+    if (hak_unlikely((ss->free_mask & bits) != bits)) hak_die("internal error: span started on slabs in use", ss->base);
     ss->free_mask &= ~bits;
     ss->dirty_mask |= bits;
     ss->spans++;
@@ -224,7 +249,7 @@ void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab) {
         hak_store_relaxed(&ss->slab_limit[j], 0);
     }
     hak_store_relaxed(&slab->purged, 0);
-    ss->free_mask |= (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i;
+    ss->free_mask |= run_bits(i, k);
     ss->spans--;
     HAK_STAT_INC(slab_release);
 }

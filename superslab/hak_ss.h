@@ -100,10 +100,19 @@ HAK_HIDDEN hak_ss_t *hak_ss_acquire(void *owner, int *from_pool);
 /* Give an empty SuperSlab back: to the pool while it holds fewer than HAKMEM_SS_POOL,
  * otherwise to the OS. */
 HAK_HIDDEN void hak_ss_release(hak_ss_t *ss);
+/* Where a span of class sc fits best in ss. Of every run of free slabs long enough, the
+ * span goes at the end of the run that touches fewer clean slabs (not written since the
+ * last purge: each of their pages faults when first used), and the shortest such run wins
+ * (best fit keeps long runs for long spans). Returns the cost, clean slabs * 32 + slabs left
+ * over in the run, and sets *at to the first slab; HAK_SS_NO_FIT if no run fits. */
+#define HAK_SS_NO_FIT 0xffffffffu
+HAK_HIDDEN unsigned hak_ss_span_fit(const hak_ss_t *ss, unsigned sc, unsigned *at);
 /* 1 if ss has a run of free slabs long enough for a span of class sc. */
 HAK_HIDDEN int hak_ss_can_start(const hak_ss_t *ss, unsigned sc);
-/* Start a span for class sc in ss; NULL if ss has no run of free slabs long enough. */
+/* Start a span for class sc in ss where hak_ss_span_fit puts it; NULL if no run fits. */
 HAK_HIDDEN hak_slab_t *hak_ss_span_start(hak_ss_t *ss, unsigned sc);
+/* Start a span for class sc at slab at, the first of span free slabs (hak_ss_span_fit). */
+HAK_HIDDEN hak_slab_t *hak_ss_span_start_at(hak_ss_t *ss, unsigned sc, unsigned at);
 /* Free an empty span's slabs (used == 0). */
 HAK_HIDDEN void hak_ss_span_end(hak_ss_t *ss, hak_slab_t *slab);
 /* Carve up to want fresh blocks; links them and returns the count, *head, *tail. */

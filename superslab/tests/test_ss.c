@@ -345,6 +345,48 @@ static void check_purge(void) {
     hak_ss_pool_trim();
 }
 
+/* Where a span goes (hak_ss_span_fit): the shortest free run that holds it, unless a run
+ * offers slabs already touched at one of its ends, which cost no page faults. */
+static void check_fit(void) {
+    int fp;
+    hak_ss_t *ss = hak_ss_acquire(OWNER, &fp);
+    check_fresh(ss, "fit test acquire");
+    known_add(ss);
+    unsigned one = (unsigned)hak_sc_for(4096), four = (unsigned)hak_sc_for(262144);
+    CHECK(hak_sc_info[one].span == 1 && hak_sc_info[four].span == 4, "spans %u and %u, expected 1 and 4",
+          hak_sc_info[one].span, hak_sc_info[four].span);
+    hak_slab_t *s[HAK_SLABS_PER_SS];
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
+        s[i] = hak_ss_span_start(ss, one);
+        CHECK(s[i] && s[i]->index == i, "a fresh SuperSlab fills from slab 0 up: span %u at %d", i,
+              s[i] ? (int)s[i]->index : -1);
+    }
+    unsigned at;
+    CHECK(hak_ss_span_fit(ss, one, &at) == HAK_SS_NO_FIT && !hak_ss_can_start(ss, one), "a full SuperSlab fits a span");
+    // free runs 2-7 (6 slabs), 10-13 (4) and 20-31 (12), then purged: all clean
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++)
+        if ((i >= 2 && i <= 7) || (i >= 10 && i <= 13) || i >= 20) hak_ss_span_end(ss, s[i]);
+    hak_ss_purge_free(ss);
+    CHECK((ss->dirty_mask & ss->free_mask) == 0, "purged free slabs still dirty: %08x", ss->dirty_mask & ss->free_mask);
+    CHECK(hak_ss_span_fit(ss, four, &at) == 4 * HAK_SLABS_PER_SS && at == 10,
+          "all clean: the 4-slab span should take the exact run at 10, got %u", at);
+    CHECK(hak_ss_span_fit(ss, one, &at) == HAK_SLABS_PER_SS + 3 && at == 10, "a 1-slab span should take the run of 4");
+    // slabs 28-31 written again and freed: the long run's top end now costs no faults
+    for (unsigned i = 28; i < HAK_SLABS_PER_SS; i++) hak_ss_span_end(ss, hak_ss_span_start_at(ss, one, i));
+    CHECK(hak_ss_span_fit(ss, four, &at) == 8 && at == 28, "a dirty end of a run should win: got slab %u", at);
+    hak_slab_t *t = hak_ss_span_start(ss, four);
+    CHECK(t && t->index == 28 && t->span == 4 && ss->slab_head[31] == 28, "span_start did not follow span_fit");
+    // nothing dirty left free: best fit again
+    CHECK(hak_ss_span_fit(ss, four, &at) == 4 * HAK_SLABS_PER_SS && at == 10, "best fit after the dirty run went");
+    hak_ss_span_end(ss, t);
+    for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++)
+        if (!((i >= 2 && i <= 7) || (i >= 10 && i <= 13) || i >= 20)) hak_ss_span_end(ss, s[i]);
+    CHECK(ss->spans == 0 && ss->free_mask == ALL_FREE, "fit test: spans %u mask %08x left", ss->spans, ss->free_mask);
+    hak_ss_release(ss);
+    known_del(ss);
+    hak_ss_pool_trim();
+}
+
 int main(void) {
     hak_sc_init();
     // far-off addresses are never ours
@@ -372,6 +414,7 @@ int main(void) {
     known_del(ss);
     known_del(ss2);
     check_purge();
+    check_fit();
     check_pool();
     printf("ok: %u classes, pool cap %zu\n", (unsigned)HAK_SC_MAX, hak_config.ss_pool_max);
     return 0;
