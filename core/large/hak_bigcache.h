@@ -24,6 +24,10 @@ struct hak_large;
 #define HAK_LARGE_CLASS_COUNT 24
 _Static_assert(HAK_MID_MAX == (size_t)1 << 20, "the class index assumes classes start above 2^20");
 
+/* A request takes a cached block of a larger class whole when it is at most this many times
+ * the request's class; one further up is cut down to the class (its tail unmapped). */
+#define HAK_BIGCACHE_UNCUT_FACTOR 4u
+
 /* The class size for a request of n bytes, or 0 if n is outside (HAK_MID_MAX, LIMIT]. */
 static HAK_INLINE size_t hak_bigcache_class_size(size_t n) {
     if (n <= HAK_MID_MAX || n > HAK_LARGE_CLASS_LIMIT) return 0;
@@ -47,13 +51,14 @@ typedef void (*hak_bigcache_evict_fn)(struct hak_large *h);
  * Idempotent; must run before the first put. */
 HAK_HIDDEN void hak_bigcache_init(hak_bigcache_evict_fn evict);
 
-/* A cached block for a request of class size `size`, taken out of the cache: one of that
- * class from the ring of the site's entry first, then the newest of the class from any
- * site, then the newest of the next two classes up (its size is then larger), then the
- * newest of the smallest larger class (bigcache_hit_split: more than two classes up, the
- * caller cuts it down to `size`). NULL on a
- * miss. Counts bigcache_hit / bigcache_hit_fallback / bigcache_miss, and evicts entries
- * older than HAKMEM_DECAY_MS on the way. The caller marks the block live. */
+/* A cached block for a request of class size `size`, taken out of the cache. Entries older
+ * than HAKMEM_DECAY_MS are evicted first. Then, in order: one of that class from the ring
+ * of the site's entry; the newest of the class from any site (bigcache_hit_fallback); the
+ * newest of the smallest larger class up to HAK_BIGCACHE_UNCUT_FACTOR times `size`
+ * (bigcache_hit_larger: the caller uses it whole); the newest of the smallest class above
+ * that (bigcache_hit_split: the caller cuts it down to `size`); the newest of the largest
+ * smaller class (bigcache_hit_grow: the caller grows it). NULL on a miss, when the cache
+ * is empty. Counts bigcache_hit or bigcache_miss. The caller marks the block live. */
 HAK_HIDDEN struct hak_large *hak_bigcache_get(uintptr_t site, size_t size);
 
 /* Keep h (already marked free) in the cache, evicting the oldest entries to stay within

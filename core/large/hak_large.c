@@ -84,6 +84,7 @@ static HAK_COLD void *map_block(size_t n, size_t size, size_t align, uintptr_t s
 }
 
 static void *shrink_inplace(hak_large_t *h, size_t size);
+static int grow_block(hak_large_t *h, size_t size);
 
 static void *alloc_block(size_t n, size_t align, uintptr_t site, int zero) {
     size_t size = round_size(n);
@@ -102,9 +103,18 @@ static void *alloc_block(size_t n, size_t align, uintptr_t site, int zero) {
         if (h) {
             // the block left the cache under its lock: it is ours alone until returned
             hak_store_relaxed(&h->live, 1);
-            // A block more than two classes up (more than 1.5 times the class) is cut down
-            // to the class: its tail goes back to the OS. If the unmap fails it stays whole.
-            if (h->size > size + size / 2) shrink_inplace(h, size);
+            // A block more than HAK_BIGCACHE_UNCUT_FACTOR times the class is cut down to the
+            // class: its tail goes back to the OS. If the unmap fails it stays whole. One
+            // up to that is used whole, tail included: its pages stay resident for the next
+            // owner, where a cut had that owner fault in a fresh block (hak_bigcache.c).
+            if (h->size > size * HAK_BIGCACHE_UNCUT_FACTOR) shrink_inplace(h, size);
+            // A smaller block is grown, in place or moved by mremap (no copy): its pages
+            // stay resident. If neither works it goes back, and a new block is mapped.
+            if (h->size < size && !grow_block(h, size)) {
+                hak_store_relaxed(&h->live, 0);
+                if (hak_bigcache_put(h) != 0) release_block(h);
+                return map_block(n, size, align, site, 2);
+            }
             account_alloc(h, site, n, 1);
             // Reused pages hold the last owner's data. Clearing them in place beats
             // MADV_DONTNEED here, which would zero them again in the kernel, one fault per
@@ -348,6 +358,18 @@ static void *move_to_new_range(hak_large_t *h, size_t size) {
     return target;
 }
 
+// Grow h to size in place, else by moving it to a new range; 1 on success, with errno as
+// the caller left it (a refused in-place mremap, or a reservation retried after the
+// BigCache let go, sets it on the way).
+static int grow_block(hak_large_t *h, size_t size) {
+    int saved = errno;
+    if (grow_inplace(h, size) || move_to_new_range(h, size)) {
+        errno = saved;
+        return 1;
+    }
+    return 0;
+}
+
 void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {
     if (hak_unlikely((char *)p != h->base)) hak_die("realloc(): invalid pointer (inside a large block)", p);
     if (hak_unlikely(hak_load_relaxed(&h->live) != 1)) hak_die("realloc(): large block already freed", p);
@@ -358,6 +380,7 @@ void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {
     }
     size_t old_size = h->size;
     if (size == old_size) return p;
+    int saved = errno;  // a realloc that succeeds leaves it as it found it
     void *q;
     if (size < old_size) {
         q = shrink_inplace(h, size);
@@ -370,6 +393,7 @@ void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {
         errno = ENOMEM;
         return NULL;  // the block is untouched
     }
+    errno = saved;
     if (h->size > old_size) hak_fetch_add_relaxed(&live_bytes, h->size - old_size);
     else hak_fetch_sub_relaxed(&live_bytes, old_size - h->size);
     hak_bigcache_site_resize(h->site, old_size, h->size);

@@ -198,26 +198,35 @@ static void t_fallback(void) {
     CHECK(qb == pa, "site B got %p, not site A's cached block %p of its class", (void *)qb, (void *)pa);
     CHECK(stat("bigcache_hit") == hit0 + 1 && stat("bigcache_hit_fallback") == fb0 + 1 && stat("bigcache_miss") == miss0,
           "one fallback hit expected");
-    // no block of the class: one up to two classes larger serves (3 MiB for a 2.5 MiB class)
+    // no block of the class: one up to 4 times the class serves whole (3 MiB for a 2.5 MiB
+    // class, and for a 1.75 MiB class)
     hak_free(qb);
     uint64_t larger0 = stat("bigcache_hit_larger");
     char *r = b(2 * MiB + 1);
     CHECK(r == pa && hak_usable_size(r) == 3 * MiB, "a 2.5 MiB-class request got %p (usable %zu), not %p", (void *)r,
           hak_usable_size(r), (void *)pa);
-    CHECK(stat("bigcache_hit_larger") == larger0 + 1, "bigcache_hit_larger did not count");
     hak_free(r);
-    // one three classes up is cut down: a 1.75 MiB-class request gets the 3 MiB block's
-    // first 1.75 MiB (its pages already faulted in), and the rest goes back to the OS
+    r = b(MiB + 512 * KiB + 1);
+    CHECK(r == pa && hak_usable_size(r) == 3 * MiB, "a 1.75 MiB-class request got %p (usable %zu), not %p whole",
+          (void *)r, hak_usable_size(r), (void *)pa);
+    CHECK(stat("bigcache_hit_larger") == larger0 + 2, "bigcache_hit_larger did not count twice");
+    // one more than 4 times the class is cut down: a 1.5 MiB-class request gets a 7 MiB
+    // block's first 1.5 MiB (its pages already faulted in), and the rest goes back to the OS
+    char *big = a(7 * MiB);
+    CHECK(big != NULL, "malloc(7 MiB)");
+    memset(big, 0x5a, 4096);
+    hak_free(big);
     uint64_t split0 = stat("bigcache_hit_split"), map0 = stat("large_map");
-    size_t cached0 = cached_bytes();  // the 3 MiB block and distinct_sites' blocks
-    char *s = b(MiB + 512 * KiB + 1);
-    CHECK(s == pa && hak_usable_size(s) == MiB + 768 * KiB, "a 1.75 MiB-class request got %p (usable %zu), not %p cut down",
-          (void *)s, hak_usable_size(s), (void *)pa);
+    size_t cached0 = cached_bytes();
+    char *s = b(MiB + 256 * KiB + 1);
+    CHECK(s == big && hak_usable_size(s) == MiB + 512 * KiB, "a 1.5 MiB-class request got %p (usable %zu), not %p cut down",
+          (void *)s, hak_usable_size(s), (void *)big);
     CHECK(stat("bigcache_hit_split") == split0 + 1 && stat("large_map") == map0, "one split hit and no mapping expected");
     CHECK(s[4095] == 0x5a, "the cut-down block lost its first page");
     hak_free(s);
-    CHECK(cached_bytes() == cached0 - 3 * MiB + MiB + 768 * KiB, "cached %zu after the cut-down block came back, %zu before",
+    CHECK(cached_bytes() == cached0 - 7 * MiB + MiB + 512 * KiB, "cached %zu after the cut-down block came back, %zu before",
           cached_bytes(), cached0);
+    hak_free(r);
 }
 
 /* HAKMEM_BIGCACHE_MAX=8M (set by CTest): cached bytes never exceed it; the oldest go. */
@@ -260,12 +269,12 @@ static void t_decay(void) {
     // HAKMEM_PURGE_THREAD=0 (set by CTest for decay_no_thread): only large operations decay
     const char *pt = getenv("HAKMEM_PURGE_THREAD");
     int thread = !(pt && strcmp(pt, "0") == 0);
-    char *p = site0(2 * MiB);
-    CHECK(p != NULL, "malloc(2 MiB)");
+    char *p = site0(2 * MiB), *p5 = site0(5 * MiB);
+    CHECK(p != NULL && p5 != NULL, "malloc(2 MiB), malloc(5 MiB)");
     hak_free(p);
     CHECK(cached_bytes() == 2 * MiB, "the block was not cached");
     uint64_t d0 = hak_stat("bigcache_decay_evict");
-    hak_free(site0(5 * MiB));  // a large operation right away: nothing has decayed yet
+    hak_free(p5);  // a large operation right away: nothing has decayed yet
     CHECK(cached_bytes() == 7 * MiB, "cached %zu right after, expected 7 MiB", cached_bytes());
     sleep_ms(400);  // HAKMEM_DECAY_MS=100: the purge thread passes every 50 ms
     if (thread) {
@@ -273,7 +282,7 @@ static void t_decay(void) {
               cached_bytes());
     } else {
         CHECK(cached_bytes() == 7 * MiB, "entries left without a large operation and no purge thread");
-        char *q = site0(6 * MiB);  // a miss (no cached block is that large): its lookup evicts what decayed
+        char *q = site0(6 * MiB);  // its lookup evicts what decayed first: a miss
         CHECK(q != NULL && q != p, "malloc(6 MiB)");
         CHECK(cached_bytes() == 0, "cached %zu after the decay time, expected 0", cached_bytes());
         hak_free(q);
@@ -532,11 +541,43 @@ static void t_report(void) {
     CHECK(site_entries() >= 2, "the JSON report lists %d sites", site_entries());
 }
 
+/* No cached block of the request's class or above: the largest smaller one is grown
+ * (mremap, in place or moved), so its pages stay resident and only the growth is new. */
+static void t_grow(void) {
+    hak_trim(0);
+    char *p = site0(2 * MiB), *small = site0(MiB + 1);
+    CHECK(p != NULL && small != NULL, "malloc(2 MiB), malloc(1 MiB + 1)");
+    memset(p, 0x6b, 2 * MiB);
+    hak_free(small);
+    hak_free(p);
+    CHECK(cached_bytes() == 2 * MiB + MiB + 256 * KiB, "cached %zu, expected 3.25 MiB", cached_bytes());
+    uint64_t grow0 = stat("bigcache_hit_grow"), map0 = stat("large_map"), miss0 = stat("bigcache_miss");
+    char *q = site1(3 * MiB + 1);  // class 3.5 MiB: neither cached block is that large
+    CHECK(q != NULL && hak_usable_size(q) == 3 * MiB + 512 * KiB, "malloc(3 MiB + 1): %p, usable %zu", (void *)q,
+          q ? hak_usable_size(q) : 0);
+    if (TEST_STATS)
+        CHECK(stat("bigcache_hit_grow") == grow0 + 1 && stat("large_map") == map0 && stat("bigcache_miss") == miss0,
+              "expected one grown hit and no mapping: grow %" PRIu64 " map %" PRIu64 " miss %" PRIu64,
+              stat("bigcache_hit_grow") - grow0, stat("large_map") - map0, stat("bigcache_miss") - miss0);
+    CHECK(cached_bytes() == MiB + 256 * KiB, "cached %zu: the 2 MiB block should have left, the smaller one stayed",
+          cached_bytes());
+    for (size_t off = 0; off < 2 * MiB; off += 4096)
+        CHECK((unsigned char)q[off] == 0x6b, "byte %zu of the grown block lost its old page", off);
+    for (size_t off = 2 * MiB; off < 3 * MiB + 512 * KiB; off += 4096)
+        CHECK(q[off] == 0, "byte %zu of the growth reads %d, not 0", off, q[off]);
+    memset(q, 0x3c, 3 * MiB + 512 * KiB);
+    info_sane("grow, live");
+    hak_free(q);  // the whole grown range is registered: the free finds it, and caches it
+    CHECK(cached_bytes() == 3 * MiB + 512 * KiB + MiB + 256 * KiB, "cached %zu after the grown block came back",
+          cached_bytes());
+    info_sane("grow, freed");
+}
+
 static const test_case_t cases[] = {
     {"classes", t_classes},   {"hit_rate", t_hit_rate}, {"sites", t_sites},       {"fallback", t_fallback},
     {"bound", t_bound},       {"decay", t_decay},       {"decay_no_thread", t_decay},       {"trim", t_trim},         {"contents", t_contents},
     {"disabled", t_disabled}, {"oom_reclaim", t_oom_reclaim}, {"threads", t_threads}, {"fork", t_fork},
-    {"report", t_report},
+    {"report", t_report},     {"grow", t_grow},
 };
 
 int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }
