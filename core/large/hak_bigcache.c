@@ -212,12 +212,13 @@ hak_large_t *hak_bigcache_get(uintptr_t site, size_t size) {
     hak_bigcache_evict_fn evict = cache.evict;
     hak_unlock(&cache_lock);
     if (victims) release(victims, evict, decayed);
-    if (h) {
+    if (grown) {
+        // the caller counts it: a hit once the block has grown, a miss if it could not
+    } else if (h) {
         HAK_STAT_INC(bigcache_hit);
         if (fallback) HAK_STAT_INC(bigcache_hit_fallback);
         if (larger) HAK_STAT_INC(bigcache_hit_larger);
         if (split) HAK_STAT_INC(bigcache_hit_split);
-        if (grown) HAK_STAT_INC(bigcache_hit_grow);
     } else {
         HAK_STAT_INC(bigcache_miss);
     }

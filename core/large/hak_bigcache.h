@@ -17,9 +17,10 @@
 struct hak_large;
 
 /* Large size classes: four per doubling above HAK_MID_MAX (1.25, 1.5, 1.75, 2, 2.5, 3, ...
- * MiB), up to HAK_LARGE_CLASS_LIMIT; every class is a multiple of 256 KiB. A block's usable
- * size is its class size, so a freed block serves any later request of its class. Larger
- * requests are mapped to the page and never cached. */
+ * MiB), up to HAK_LARGE_CLASS_LIMIT; every class is a multiple of 256 KiB. A block's size
+ * is a class size, and its usable size is all of it, so a freed block serves any later
+ * request of its class; a block taken from the cache may be up to HAK_BIGCACHE_UNCUT_FACTOR
+ * times the request's class. Larger requests are mapped to the page and never cached. */
 #define HAK_LARGE_CLASS_LIMIT ((size_t)64 << 20)
 #define HAK_LARGE_CLASS_COUNT 24
 _Static_assert(HAK_MID_MAX == (size_t)1 << 20, "the class index assumes classes start above 2^20");
@@ -57,8 +58,9 @@ HAK_HIDDEN void hak_bigcache_init(hak_bigcache_evict_fn evict);
  * newest of the smallest larger class up to HAK_BIGCACHE_UNCUT_FACTOR times `size`
  * (bigcache_hit_larger: the caller uses it whole); the newest of the smallest class above
  * that (bigcache_hit_split: the caller cuts it down to `size`); the newest of the largest
- * smaller class (bigcache_hit_grow: the caller grows it). NULL on a miss, when the cache
- * is empty. Counts bigcache_hit or bigcache_miss. The caller marks the block live. */
+ * smaller class (the caller grows it, and counts bigcache_hit and bigcache_hit_grow, or
+ * bigcache_miss if the growth fails). NULL on a miss, when the cache is empty. Counts
+ * bigcache_hit or bigcache_miss otherwise. The caller marks the block live. */
 HAK_HIDDEN struct hak_large *hak_bigcache_get(uintptr_t site, size_t size);
 
 /* Keep h (already marked free) in the cache, evicting the oldest entries to stay within

@@ -109,11 +109,20 @@ static void *alloc_block(size_t n, size_t align, uintptr_t site, int zero) {
             // owner, where a cut had that owner fault in a fresh block (hak_bigcache.c).
             if (h->size > size * HAK_BIGCACHE_UNCUT_FACTOR) shrink_inplace(h, size);
             // A smaller block is grown, in place or moved by mremap (no copy): its pages
-            // stay resident. If neither works it goes back, and a new block is mapped.
-            if (h->size < size && !grow_block(h, size)) {
-                hak_store_relaxed(&h->live, 0);
-                if (hak_bigcache_put(h) != 0) release_block(h);
-                return map_block(n, size, align, site, 2);
+            // stay resident. The cache counted neither a hit nor a miss for it: that is
+            // known only now. If neither move works (address space or memory short) the
+            // block goes back to the OS, evicted, and a new block is mapped.
+            if (h->size < size) {
+                size_t old_size = h->size;
+                if (!grow_block(h, size)) {
+                    HAK_STAT_INC(bigcache_miss);
+                    HAK_STAT_INC(bigcache_evict);
+                    HAK_STAT_ADD(bigcache_evict_bytes, old_size);
+                    release_block(h);
+                    return map_block(n, size, align, site, 2);
+                }
+                HAK_STAT_INC(bigcache_hit);
+                HAK_STAT_INC(bigcache_hit_grow);
             }
             account_alloc(h, site, n, 1);
             // Reused pages hold the last owner's data. Clearing them in place beats
@@ -358,16 +367,17 @@ static void *move_to_new_range(hak_large_t *h, size_t size) {
     return target;
 }
 
-// Grow h to size in place, else by moving it to a new range; 1 on success, with errno as
-// the caller left it (a refused in-place mremap, or a reservation retried after the
-// BigCache let go, sets it on the way).
+// Grow a block taken from the BigCache to size in place, else by moving it to a new range;
+// 1 on success. errno stays as the caller left it either way (a refused in-place mremap, or
+// a reservation retried after the BigCache let go, sets it on the way; the caller maps a
+// new block on failure, which says ENOMEM itself if that fails too). A block grown to
+// HAKMEM_THP_MIN or more gets the advice a block mapped at that size would have had.
 static int grow_block(hak_large_t *h, size_t size) {
     int saved = errno;
-    if (grow_inplace(h, size) || move_to_new_range(h, size)) {
-        errno = saved;
-        return 1;
-    }
-    return 0;
+    int ok = grow_inplace(h, size) != NULL || move_to_new_range(h, size) != NULL;
+    if (ok && !h->huge && h->size >= hak_config.thp_large_min) h->huge = hak_os_advise_huge(h->base, h->size) == 0;
+    errno = saved;
+    return ok;
 }
 
 void *hak_large_realloc(hak_large_t *h, void *p, size_t n) {

@@ -57,8 +57,10 @@ static void t_large_move(void) {
         // whichever is lower has a neighbour close above it (2 MiB-aligned mappings)
         unsigned char *lo = a < b ? a : b, *hi = a < b ? b : a;
         uint32_t lo_seed = a < b ? 10 : 11, hi_seed = a < b ? 11 : 10;
+        errno = 4321;  // the refused in-place mremap sets it on the way; success restores it
         unsigned char *q = hak_realloc(lo, 12 * MiB);
         CHECK(q != NULL, "realloc to 12 MiB");
+        CHECK(errno == 4321, "a realloc that moved and succeeded changed errno to %d", errno);
         CHECK(find_bad_pat(q, 0, 3 * MiB, lo_seed) == SIZE_MAX, "moved large block lost content");
         CHECK(find_bad_pat(hi, 0, 3 * MiB, hi_seed) == SIZE_MAX, "growing a large block damaged its neighbour");
         fill_pat(q, 12 * MiB, 12);

@@ -392,6 +392,30 @@ static void case_first(void) {
     }
 }
 
+/* A cached block grown for a larger request: with mremap refused, it goes back to the OS and
+ * a fresh block is mapped. The malloc succeeds and leaves errno as it found it. */
+static void case_grow(void) {
+    hak_trim(0);
+    CHECK(alloc_one(A_MALLOC, MiB + 1, 0) != NULL, "malloc(1 MiB + 1)");
+    free_all();  // into the BigCache: the only block there, smaller than the next request
+    hak_info_t in;
+    hak_info(&in);
+    CHECK(in.large_cached_bytes == MiB + 256 * 1024, "cached %zu, expected one 1.25 MiB block", in.large_cached_bytes);
+    hak_os_fault_set(HAK_OS_FAULT_REMAP, 0, FOREVER);
+    CHECK(alloc_one(A_MALLOC, 3 * MiB, 0) != NULL, "malloc(3 MiB) with mremap failing");
+    CHECK(errno == 4321, "a malloc whose growth failed but which succeeded changed errno to %d", errno);
+    disarm();
+    CHECK(hak_os_fault_hits(HAK_OS_FAULT_REMAP) > 0, "no mremap was failed: the cached block was not grown");
+    hak_info(&in);
+    CHECK(in.large_cached_bytes == 0, "the block that could not grow is still cached (%zu bytes)", in.large_cached_bytes);
+    check_all("grow refused");
+    free_all();
+    // and the growth itself, unrefused: the 3 MiB block is grown to 5 MiB
+    CHECK(alloc_one(A_MALLOC, 5 * MiB, 0) != NULL && errno == 4321, "malloc(5 MiB) from a grown block, errno %d", errno);
+    check_all("grown");
+    free_all();
+}
+
 typedef struct {
     const char *name;
     void (*fn)(void);
@@ -402,7 +426,7 @@ int main(int argc, char **argv) {
         {"small", case_small},     {"mid", case_mid},         {"large", case_large},
         {"aligned", case_aligned}, {"calloc", case_calloc},   {"realloc", case_realloc},
         {"realloc_tiers", case_realloc_tiers}, {"purge", case_purge}, {"unmap", case_unmap},
-        {"first", case_first},
+        {"first", case_first},     {"grow", case_grow},
     };
     setvbuf(stdout, NULL, _IONBF, 0);
     int ran = 0;

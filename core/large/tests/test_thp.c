@@ -239,9 +239,23 @@ static void t_report(void) {
     hak_free(p);
 }
 
+/* HAKMEM_THP=1: a cached block below HAKMEM_THP_MIN, grown for a request above it, gets
+ * the advice a block mapped at that size would have. */
+static void t_grow(void) {
+    CHECK(hak_config.thp == HAK_THP_ON, "HAKMEM_THP=1 not in force (mode %d)", hak_config.thp);
+    hak_trim(0);
+    char *below = touched(3 * MiB / 2);
+    CHECK(!huge(below), "a 1.5 MiB block has hg under HAKMEM_THP_MIN=2M");
+    hak_free(below);
+    char *p = touched(4 * MiB);  // nothing larger cached: the 1.5 MiB block is grown
+    if (TEST_STATS) CHECK(stat("bigcache_hit_grow") == 1, "bigcache_hit_grow %" PRIu64, stat("bigcache_hit_grow"));
+    CHECK(huge(p) && huge(p + 4 * MiB - 1), "a block grown to 4 MiB lacks hg");
+    hak_free(p);
+}
+
 static const test_case_t cases[] = {
     {"parse", t_parse}, {"config", t_config}, {"on", t_on},         {"min", t_min},
-    {"off", t_off},     {"auto", t_auto},     {"report", t_report},
+    {"off", t_off},     {"auto", t_auto},     {"report", t_report}, {"grow", t_grow},
 };
 
 int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }
