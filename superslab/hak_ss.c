@@ -280,12 +280,82 @@ static void span_set_limit(hak_slab_t *slab, uint64_t limit) {
         hak_store_relaxed(&slab->ss->slab_limit[j], limit);
 }
 
+// Blocks smaller than a page: the whole pages of s's carved part that hold only free blocks
+// of its local list (every block overlapping the page is on it) are purged. A block that
+// starts in such a page loses its link and mark: it leaves the list, and the page's bit in
+// s->purged stands for it (hak_slab_take_purged links the page's blocks again). The list is
+// rebuilt from what is left, in address order, every link and mark written anew: a block
+// that starts before a purged page keeps its head (16-byte aligned, never across a page).
+#define SMALL_SPAN_BLOCKS (HAK_SLAB_SIZE / 16)
+static size_t purge_small_pages(hak_slab_t *s, size_t page) {
+    size_t size = s->size, carved_end = (size_t)s->carved * size;
+    unsigned npages = (unsigned)((carved_end + page - 1) / page);
+    if (s->span != 1 || s->carved > SMALL_SPAN_BLOCKS || npages > 64 || (size_t)s->free_count * size < page) return 0;
+    uint64_t freebits[SMALL_SPAN_BLOCKS / 64] = {0};
+    uint32_t listed = 0;
+    for (void **b = s->free; b && listed < s->free_count; b = hak_link_get(b), listed++) {
+        size_t k = (size_t)((char *)b - s->start) / size;
+        if (k < SMALL_SPAN_BLOCKS) freebits[k / 64] |= (uint64_t)1 << (k % 64);
+    }
+    uint64_t purged = hak_load_relaxed(&s->purged), fresh = 0;
+    for (unsigned pg = 0; pg < npages; pg++) {
+        if ((purged >> pg) & 1u) continue;
+        size_t first = pg * page / size, last = ((size_t)(pg + 1) * page - 1) / size;
+        // a page where no carved block starts has nothing to hand out again: left alone
+        if ((pg * page + size - 1) / size >= s->carved) continue;
+        if (last >= s->carved) last = s->carved - 1;  // blocks not carved yet hold nothing
+        size_t k = first;
+        while (k <= last && ((freebits[k / 64] >> (k % 64)) & 1u)) k++;
+        if (k > last) fresh |= (uint64_t)1 << pg;
+    }
+    if (!fresh) return 0;
+    // The bits and the zero limits go first, so a double free racing with the zeroing reaches
+    // the slow path rather than finding neither mark nor bit (as for whole blocks).
+    hak_store_relaxed(&s->purged, purged | fresh);
+    if (!purged) span_set_limit(s, 0);
+    size_t bytes = 0;
+    for (uint64_t m = fresh; m;) {
+        unsigned pg = (unsigned)__builtin_ctzll(m), end = pg;
+        while (end < 64 && ((m >> end) & 1u)) end++;
+        uint64_t run = (end - pg >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (end - pg)) - 1u)) << pg;
+        m &= ~run;
+        if (hak_os_purge(s->start + (size_t)pg * page, (size_t)(end - pg) * page) == 0) bytes += (size_t)(end - pg) * page;
+        else fresh &= ~run;  // refused: those blocks stay listed (links and marks rewritten below)
+    }
+    purged |= fresh;
+    hak_store_relaxed(&s->purged, purged);
+    if (!purged) span_set_limit(s, (uint64_t)s->capacity * hak_sc_unit[s->sc]);
+    // the list again: every free block whose start is not in a purged page
+    void **head = NULL, **prev = NULL;
+    uint32_t kept = 0;
+    for (size_t w = 0; w < SMALL_SPAN_BLOCKS / 64; w++) {
+        for (uint64_t bits = freebits[w]; bits; bits &= bits - 1) {
+            size_t k = w * 64 + (size_t)__builtin_ctzll(bits);
+            void **b = (void **)(s->start + k * size);
+            if ((purged >> ((k * size) / page)) & 1u) continue;
+            b[1] = (void *)hak_free_key;
+            if (prev) hak_link_set(prev, b);
+            else head = b;
+            prev = b;
+            kept++;
+        }
+    }
+    if (prev) hak_link_set(prev, NULL);
+    s->free = head;
+    s->free_count = kept;
+    return bytes;
+}
+
 size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
     size_t page = hak_os_page_size(), bytes = 0;
     for (unsigned i = 0; i < HAK_SLABS_PER_SS; i++) {
         if (ss->slab_sc[i] == HAK_SLAB_NONE || ss->slab_head[i] != i) continue;
         hak_slab_t *s = &ss->slabs[i];
-        if (s->size < page || !s->free) continue;
+        if (!s->free) continue;
+        if (s->size < page) {
+            bytes += purge_small_pages(s, page);
+            continue;
+        }
         uint64_t purged = hak_load_relaxed(&s->purged);
         void **keep = NULL, **last = NULL;
         for (void **b = s->free, **next; b; b = next) {
@@ -330,21 +400,29 @@ size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
 
 unsigned hak_slab_take_purged(hak_slab_t *slab, unsigned want, void **head, void **tail) {
     uint64_t m = hak_load_relaxed(&slab->purged);
+    size_t page = hak_os_page_size(), size = slab->size;
     void **first = NULL, **prev = NULL;
     unsigned n = 0;
     while (m && n < want) {
-        void **b = (void **)(slab->start + (size_t)__builtin_ctzll(m) * slab->size);
+        size_t i = (size_t)__builtin_ctzll(m);
         m &= m - 1;
-        b[1] = (void *)hak_free_key;  // every block on a free list carries the mark
-        if (prev) hak_link_set(prev, b);
-        else first = b;
-        prev = b;
-        n++;
+        // a bit is a block, or for blocks under a page a page: the carved blocks starting in it
+        size_t k = size >= page ? i : (i * page + size - 1) / size;
+        size_t end = size >= page ? i + 1 : ((i + 1) * page + size - 1) / size;
+        if (end > slab->carved) end = slab->carved;
+        for (; k < end; k++) {
+            void **b = (void **)(slab->start + k * size);
+            b[1] = (void *)hak_free_key;  // every block on a free list carries the mark
+            if (prev) hak_link_set(prev, b);
+            else first = b;
+            prev = b;
+            n++;
+        }
     }
-    if (!n) return 0;
-    hak_link_set(prev, NULL);
     hak_store_relaxed(&slab->purged, m);
     if (!m) span_set_limit(slab, (uint64_t)slab->capacity * hak_sc_unit[slab->sc]);
+    if (!n) return 0;
+    hak_link_set(prev, NULL);
     *head = first;
     *tail = prev;
     return n;

@@ -10,6 +10,7 @@
 
 #include "hak_atomic.h"
 #include "hak_base.h"
+#include "hak_os.h"
 #include "hak_pagemap.h"
 #include "hak_sizeclass.h"
 
@@ -21,7 +22,8 @@
 struct hak_ss;
 
 /* A span's head slab. Written only by the owning thread (or under its heap's lock).
- * Invariant: used + free_count + popcount(purged) + (capacity - carved) == capacity. */
+ * Invariant: used + free_count + (blocks purged) + (capacity - carved) == capacity, the
+ * blocks purged being popcount(purged) or, under a page, those starting in its pages. */
 typedef struct hak_slab {
     void *free;            /* local free list of returned blocks */
     uint32_t free_count;
@@ -30,7 +32,9 @@ typedef struct hak_slab {
     uint32_t capacity;
     uint32_t size;         /* block size */
     /* Bit i: block i is free and was purged whole (hak_ss_purge_free_blocks): off the free
-     * list, because its link and free mark were zeroed with it. While any bit is set, the
+     * list, because its link and free mark were zeroed with it. For blocks under a page, bit
+     * i is page i of the span instead: every carved block starting in it is free and off the
+     * list (when it was purged, every block overlapping it was free). While any bit is set, the
      * span's block-start limits are 0, so every free into it takes the slow path, which
      * checks the bit (a double free of a purged block). Relaxed: the owner's slow free
      * reads it without the heap lock. */
@@ -120,18 +124,21 @@ HAK_HIDDEN unsigned hak_slab_carve(hak_slab_t *slab, unsigned want, void **head,
 /* MADV_DONTNEED the free slabs of ss that were touched. Returns the bytes purged. */
 HAK_HIDDEN size_t hak_ss_purge_free(hak_ss_t *ss);
 /* MADV_DONTNEED the whole pages inside the free blocks on the local free lists of every span
- * in ss (blocks of a page or more). A purged block leaves the free list for the span's purged
- * mask (its link went with the page); hak_slab_take_purged hands it out again. The owner
- * heap's lock held. Returns the bytes purged. */
+ * in ss: for blocks of a page or more, the pages inside each; for smaller blocks, the pages
+ * that hold only free blocks. A purged block leaves the free list for the span's purged mask
+ * (its link went with the page); hak_slab_take_purged hands it out again. The owner heap's
+ * lock held. Returns the bytes purged. */
 HAK_HIDDEN size_t hak_ss_purge_free_blocks(hak_ss_t *ss);
-/* Take up to want purged blocks of slab, linked and marked as free (their first page faults
- * in again); restores the span's block-start limits once none is left. Returns the count. */
+/* Take about want purged blocks of slab (for blocks under a page, those of whole pages),
+ * linked and marked as free (their first page faults in again); restores the span's
+ * block-start limits once none is left. Returns the count, which may be 0. */
 HAK_HIDDEN unsigned hak_slab_take_purged(hak_slab_t *slab, unsigned want, void **head, void **tail);
 /* 1 if p, a block of slab, is free and purged (owner only). */
 static HAK_INLINE int hak_slab_is_purged(hak_slab_t *slab, const void *p) {
     uint64_t m = hak_load_relaxed(&slab->purged);
     if (hak_likely(m == 0)) return 0;
-    size_t i = (size_t)((const char *)p - slab->start) / slab->size;
+    size_t off = (size_t)((const char *)p - slab->start), page = hak_os_page_size();
+    size_t i = slab->size >= page ? off / slab->size : off / page;
     return i < 64 && ((m >> i) & 1u);
 }
 /* Unmap every pooled SuperSlab. Returns the bytes released. */

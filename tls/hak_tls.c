@@ -297,10 +297,12 @@ static int fill_from_partial(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
         if (hak_load_relaxed(&s->purged)) {  // blocks the purge took off the free list
             void *head, *tail;
             unsigned n = hak_slab_take_purged(s, ci->carve, &head, &tail);
-            cache_chain(tc, sc, s, head, tail, n);
-            HAK_STAT_ADD(refill_slab_purged, n);
-            if (!hak_load_relaxed(&s->purged) && s->carved == s->capacity) partial_remove(h, s);
-            return 1;
+            if (n) {
+                cache_chain(tc, sc, s, head, tail, n);
+                HAK_STAT_ADD(refill_slab_purged, n);
+                if (!hak_load_relaxed(&s->purged) && s->carved == s->capacity) partial_remove(h, s);
+                return 1;
+            }
         }
         if (s->carved < s->capacity) {
             void *head, *tail;

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "hak_config.h"
+#include "hak_harden.h"
 #include "hak_pagemap.h"
 #include "hak_sizeclass.h"
 #include "hak_ss.h"
@@ -387,6 +388,84 @@ static void check_fit(void) {
     hak_ss_pool_trim();
 }
 
+/* Blocks under a page: the pages that hold only free blocks of the local list are purged,
+ * the blocks starting in them leave the list for the page bits, and come back whole pages at
+ * a time (hak_slab_take_purged). 48-byte blocks straddle page boundaries (block 85 spans
+ * pages 0 and 1, block 170 pages 1 and 2). */
+static void check_purge_small(void) {
+    int fp;
+    hak_ss_t *ss = hak_ss_acquire(OWNER, &fp);
+    check_fresh(ss, "small purge acquire");
+    known_add(ss);
+    unsigned sc = (unsigned)hak_sc_for(48);
+    hak_slab_t *s = hak_ss_span_start(ss, sc);
+    CHECK(s && s->size == 48 && s->span == 1, "a 48-byte span");
+    void *head, *tail;
+    unsigned cap = hak_slab_carve(s, s->capacity, &head, &tail);
+    CHECK(cap == s->capacity, "carved %u of %u", cap, s->capacity);
+    // free: blocks 0..299 but 150 (live, in page 1); out: the rest
+    void **prev = NULL;
+    s->free = NULL;
+    for (unsigned k = 0; k < 300; k++) {
+        if (k == 150) continue;
+        void **b = (void **)(s->start + (size_t)k * 48);
+        b[1] = (void *)hak_free_key;
+        if (prev) hak_link_set(prev, b);
+        else s->free = b;
+        prev = b;
+    }
+    hak_link_set(prev, NULL);
+    s->free_count = 299;
+    s->used = cap - 299;
+    memset(s->start + 150 * 48, 0x77, 48);
+    unsigned idx = s->index;
+    uint64_t limit = hak_load_relaxed(&ss->slab_limit[idx]);
+    size_t bytes = hak_ss_purge_free_blocks(ss);
+    CHECK(bytes == 2 * 4096, "purged %zu bytes, expected pages 0 and 2", bytes);
+    CHECK(hak_load_relaxed(&s->purged) == 0x5, "purged pages %#llx, expected 0x5",
+          (unsigned long long)hak_load_relaxed(&s->purged));
+    CHECK(hak_load_relaxed(&ss->slab_limit[idx]) == 0, "a span with purged pages kept its block-start limit");
+    // the list: blocks 86..170 but 150, then 256..299, in order, each marked
+    CHECK(s->free_count == 128, "free_count %u after the purge, expected 128", s->free_count);
+    unsigned n = 0, k = 86;
+    for (void **b = s->free; b; b = hak_link_get(b), n++) {
+        if (k == 150) k++;
+        if (k == 171) k = 256;
+        CHECK(b == (void **)(s->start + (size_t)k * 48), "list entry %u is block %td, expected %u", n,
+              ((char *)b - s->start) / 48, k);
+        CHECK(b[1] == (void *)hak_free_key, "block %u on the list lost its mark", k);
+        k++;
+    }
+    CHECK(n == 128, "the list holds %u blocks", n);
+    for (size_t off = 0; off < 4096; off++) CHECK(s->start[off] == 0 && s->start[8192 + off] == 0, "purged byte");
+    CHECK((unsigned char)s->start[150 * 48 + 47] == 0x77, "the live block was touched");
+    CHECK(hak_slab_is_purged(s, s->start) && hak_slab_is_purged(s, s->start + 85 * 48) &&
+              hak_slab_is_purged(s, s->start + 171 * 48) && !hak_slab_is_purged(s, s->start + 86 * 48) &&
+              !hak_slab_is_purged(s, s->start + 150 * 48) && !hak_slab_is_purged(s, s->start + 256 * 48),
+          "hak_slab_is_purged does not follow the pages");
+    // a second pass finds nothing more to purge
+    CHECK(hak_ss_purge_free_blocks(ss) == 0, "a second purge released bytes");
+    // taken back: page 0's 86 blocks first (want 80 takes the whole page), then page 2's 85
+    unsigned got = hak_slab_take_purged(s, 80, &head, &tail);
+    CHECK(got == 86 && head == s->start && tail == s->start + 85 * 48, "took %u blocks of page 0", got);
+    CHECK(hak_load_relaxed(&s->purged) == 0x4 && hak_load_relaxed(&ss->slab_limit[idx]) == 0, "after page 0");
+    k = 0;
+    for (void **b = head; b; b = hak_link_get(b), k++)
+        CHECK(b == (void **)(s->start + (size_t)k * 48) && b[1] == (void *)hak_free_key, "taken block %u", k);
+    got = hak_slab_take_purged(s, 80, &head, &tail);
+    CHECK(got == 85 && head == s->start + 171 * 48, "took %u blocks of page 2", got);
+    CHECK(hak_load_relaxed(&s->purged) == 0 && hak_load_relaxed(&ss->slab_limit[idx]) == limit,
+          "the limit did not come back with the last purged page");
+    CHECK(hak_slab_take_purged(s, 80, &head, &tail) == 0, "blocks left to take");
+    s->used = 0;
+    s->free = NULL;
+    s->free_count = 0;
+    hak_ss_span_end(ss, s);
+    hak_ss_release(ss);
+    known_del(ss);
+    hak_ss_pool_trim();
+}
+
 int main(void) {
     hak_sc_init();
     // far-off addresses are never ours
@@ -415,6 +494,7 @@ int main(void) {
     known_del(ss2);
     check_purge();
     check_fit();
+    check_purge_small();
     check_pool();
     printf("ok: %u classes, pool cap %zu\n", (unsigned)HAK_SC_MAX, hak_config.ss_pool_max);
     return 0;

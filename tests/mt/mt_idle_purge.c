@@ -18,6 +18,11 @@
  *                            25 MiB), frees them and waits. None stays in its thread cache,
  *                            out of the purge thread's reach: RSS falls to within 2 MiB of the
  *                            base (with a cache of one block per class, 7 MiB stayed).
+ *   mt_idle_purge small_pages (HAKMEM_DECAY_MS=100) the worker allocates 48 MiB of 256-byte
+ *                            blocks and frees all but one in 64, so every page of four holds
+ *                            a live block and no span empties: the pages that hold only free
+ *                            blocks are purged (ss_purge_block_bytes) and RSS falls to within
+ *                            16 MiB of the base (before that purge, all 48 MiB stayed).
  *   mt_idle_purge trim_other (HAKMEM_PURGE_THREAD=0, HAKMEM_DECAY_MS=100000) the same, then
  *                            the main thread calls hak_trim(0): it gives back the worker's
  *                            free memory although the worker owns its heap and is alive.
@@ -34,6 +39,9 @@ enum { BLOCK = 64 << 10, COUNT = 768 };  // 48 MiB
 static pthread_barrier_t freed, done;
 static int keep_every;  // 0: free all; k: keep every k-th block alive
 static int mid_classes; // blocks of every mid class above 32 KiB instead of 64 KiB ones
+static int small_pages; // 256-byte blocks instead, one in SMALL_KEEP kept alive
+enum { SMALL = 256, SMALL_COUNT = (48 << 20) / SMALL, SMALL_KEEP = 64 };
+static void *sp[SMALL_COUNT];
 
 static size_t rss_now(void) {
     char buf[128];
@@ -71,7 +79,17 @@ static void *worker(void *arg) {
                     count++;
                 }
     }
-    for (int i = 0; i < count && !mid_classes; i++) {
+    if (small_pages) {
+        count = 0;
+        for (int i = 0; i < SMALL_COUNT; i++) {
+            sp[i] = T_MALLOC(SMALL);
+            CHECK(sp[i] != NULL, "malloc(256)");
+            memset(sp[i], i, SMALL);
+        }
+        for (int i = 0; i < SMALL_COUNT; i++)
+            if (i % SMALL_KEEP) T_FREE(sp[i]);
+    }
+    for (int i = 0; i < count && !mid_classes && !small_pages; i++) {
         p[i] = T_MALLOC(BLOCK);
         CHECK(p[i] != NULL, "malloc(64 KiB)");
         memset(p[i], i, BLOCK);
@@ -80,6 +98,10 @@ static void *worker(void *arg) {
         if (!keep_every || i % keep_every) T_FREE(p[i]);
     pthread_barrier_wait(&freed);
     pthread_barrier_wait(&done);  // alive (its heap owned) until the main thread has looked
+    for (int i = 0; small_pages && i < SMALL_COUNT; i += SMALL_KEEP) {
+        CHECK(((unsigned char *)sp[i])[SMALL - 1] == (unsigned char)i, "kept block %d changed", i);
+        T_FREE(sp[i]);
+    }
     for (int i = 0; keep_every && i < COUNT; i += keep_every) {
         CHECK(((unsigned char *)p[i])[BLOCK - 1] == (unsigned char)i, "kept block %d changed", i);
         T_FREE(p[i]);
@@ -89,7 +111,7 @@ static void *worker(void *arg) {
 
 int main(int argc, char **argv) {
     mt_test_name = "mt_idle_purge";
-    CHECK(argc == 2, "usage: mt_idle_purge idle|partial|mid_classes|no_thread|trim_other");
+    CHECK(argc == 2, "usage: mt_idle_purge idle|partial|mid_classes|small_pages|no_thread|trim_other");
     const char *mode = argv[1];
     if (MT_SANITIZER || !MT_STATS) {
         printf("mt_idle_purge: skipped (RSS under a sanitizer, or no counters)\n");
@@ -97,6 +119,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "partial") == 0) keep_every = 2;
     if (strcmp(mode, "mid_classes") == 0) mid_classes = 1;
+    if (strcmp(mode, "small_pages") == 0) small_pages = 1;
     pthread_barrier_init(&freed, NULL, 2);
     pthread_barrier_init(&done, NULL, 2);
     size_t base = rss_now();
@@ -123,6 +146,11 @@ int main(int argc, char **argv) {
         CHECK(after <= base + 4 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB", after >> 10, base >> 10);
     } else if (strcmp(mode, "mid_classes") == 0) {
         CHECK(after <= base + 2 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB", after >> 10, base >> 10);
+    } else if (strcmp(mode, "small_pages") == 0) {
+        uint64_t inside = mt_hak_stat("ss_purge_block_bytes") - inside0;
+        CHECK(inside >= 24 * MiB, "only %" PRIu64 " KiB purged in pages of free small blocks", inside >> 10);
+        CHECK(after <= base + 16 * MiB, "RSS %zu KiB after 600 ms idle, base %zu KiB, 0.75 MiB live", after >> 10,
+              base >> 10);
     } else if (strcmp(mode, "partial") == 0) {
         uint64_t inside = mt_hak_stat("ss_purge_block_bytes") - inside0;
         CHECK(inside >= 16 * MiB, "only %" PRIu64 " KiB purged inside free blocks", inside >> 10);
