@@ -226,6 +226,7 @@ hak_slab_t *hak_ss_span_start_at(hak_ss_t *ss, unsigned sc, unsigned i) {
     slab->index = (uint8_t)i;
     slab->listed = 0;
     slab->kept = 0;
+    slab->slow_frees = 0;
     slab->start = ss->base + ((size_t)i << HAK_SLAB_SHIFT);
     slab->prev = slab->next = NULL;
     slab->ss = ss;
@@ -280,22 +281,64 @@ static void span_set_limit(hak_slab_t *slab, uint64_t limit) {
         hak_store_relaxed(&slab->ss->slab_limit[j], limit);
 }
 
+// Link the free blocks that the bits of *mask stand for (lowest first, until want or more
+// are linked), each marked as free, and clear those bits from *mask. A bit is a block, or
+// for blocks under a page a page: the carved blocks starting in it. Returns the count.
+static unsigned link_purged(hak_slab_t *slab, uint64_t *mask, unsigned want, size_t page, void **head, void **tail) {
+    uint64_t m = *mask;
+    size_t size = slab->size;
+    void **first = NULL, **prev = NULL;
+    unsigned n = 0;
+    while (m && n < want) {
+        size_t i = (size_t)__builtin_ctzll(m);
+        m &= m - 1;
+        size_t k = size >= page ? i : (i * page + size - 1) / size;
+        size_t end = size >= page ? i + 1 : ((i + 1) * page + size - 1) / size;
+        if (end > slab->carved) end = slab->carved;
+        for (; k < end; k++) {
+            void **b = (void **)(slab->start + k * size);
+            b[1] = (void *)hak_free_key;  // every block on a free list carries the mark
+            if (prev) hak_link_set(prev, b);
+            else first = b;
+            prev = b;
+            n++;
+        }
+    }
+    *mask = m;
+    if (n) {
+        hak_link_set(prev, NULL);
+        *head = first;
+        *tail = prev;
+    }
+    return n;
+}
+
 // Blocks smaller than a page: the whole pages of s's carved part that hold only free blocks
 // of its local list (every block overlapping the page is on it) are purged. A block that
 // starts in such a page loses its link and mark: it leaves the list, and the page's bit in
 // s->purged stands for it (hak_slab_take_purged links the page's blocks again). The list is
-// rebuilt from what is left, in address order, every link and mark written anew: a block
-// that starts before a purged page keeps its head (16-byte aligned, never across a page).
+// relinked around those blocks before the purge, writing only the links that change (a page
+// written breaks its copy-on-write sharing with a forked child); a block that starts before
+// a purged page keeps its head (16-byte aligned, never across a page). Each entry of the list
+// is checked on the way: a link overwritten by a write to a freed block stops here, with the
+// pop check's message, rather than steering the purge into live memory.
 #define SMALL_SPAN_BLOCKS (HAK_SLAB_SIZE / 16)
+static int small_block_purged(const hak_slab_t *s, uint64_t pages, const void *b, size_t page) {
+    return (pages >> ((size_t)((const char *)b - s->start) / page)) & 1u;
+}
+
 static size_t purge_small_pages(hak_slab_t *s, size_t page) {
     size_t size = s->size, carved_end = (size_t)s->carved * size;
     unsigned npages = (unsigned)((carved_end + page - 1) / page);
     if (s->span != 1 || s->carved > SMALL_SPAN_BLOCKS || npages > 64 || (size_t)s->free_count * size < page) return 0;
     uint64_t freebits[SMALL_SPAN_BLOCKS / 64] = {0};
     uint32_t listed = 0;
-    for (void **b = s->free; b && listed < s->free_count; b = hak_link_get(b), listed++) {
-        size_t k = (size_t)((char *)b - s->start) / size;
-        if (k < SMALL_SPAN_BLOCKS) freebits[k / 64] |= (uint64_t)1 << (k % 64);
+    for (void **b = s->free; b; b = hak_link_get(b), listed++) {
+        size_t off = (size_t)((char *)b - s->start);
+        if (hak_unlikely(listed >= s->free_count || off >= carved_end || off % size != 0 ||
+                         b[1] != (void *)hak_free_key))
+            hak_die("malloc(): free list corrupted (a write to a freed block, or a wild free-list link)", b);
+        freebits[off / size / 64] |= (uint64_t)1 << (off / size % 64);
     }
     uint64_t purged = hak_load_relaxed(&s->purged), fresh = 0;
     for (unsigned pg = 0; pg < npages; pg++) {
@@ -313,37 +356,60 @@ static size_t purge_small_pages(hak_slab_t *s, size_t page) {
     // the slow path rather than finding neither mark nor bit (as for whole blocks).
     hak_store_relaxed(&s->purged, purged | fresh);
     if (!purged) span_set_limit(s, 0);
+    // the list without the blocks that start in the fresh pages, in its own order
+    void **keep = NULL, **last = NULL;
+    uint32_t kept = 0;
+    for (void **b = s->free, **next; b; b = next) {
+        next = hak_link_get(b);
+        if (small_block_purged(s, fresh, b, page)) continue;
+        if (last) {
+            if (hak_link_get(last) != b) hak_link_set(last, b);
+        } else {
+            keep = b;
+        }
+        last = b;
+        kept++;
+    }
+    if (last && hak_link_get(last) != NULL) hak_link_set(last, NULL);
+    s->free = keep;
+    s->free_count = kept;
     size_t bytes = 0;
+    uint64_t refused = 0;
     for (uint64_t m = fresh; m;) {
         unsigned pg = (unsigned)__builtin_ctzll(m), end = pg;
         while (end < 64 && ((m >> end) & 1u)) end++;
         uint64_t run = (end - pg >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << (end - pg)) - 1u)) << pg;
         m &= ~run;
         if (hak_os_purge(s->start + (size_t)pg * page, (size_t)(end - pg) * page) == 0) bytes += (size_t)(end - pg) * page;
-        else fresh &= ~run;  // refused: those blocks stay listed (links and marks rewritten below)
+        else refused |= run;
     }
-    purged |= fresh;
-    hak_store_relaxed(&s->purged, purged);
-    if (!purged) span_set_limit(s, (uint64_t)s->capacity * hak_sc_unit[s->sc]);
-    // the list again: every free block whose start is not in a purged page
-    void **head = NULL, **prev = NULL;
-    uint32_t kept = 0;
-    for (size_t w = 0; w < SMALL_SPAN_BLOCKS / 64; w++) {
-        for (uint64_t bits = freebits[w]; bits; bits &= bits - 1) {
-            size_t k = w * 64 + (size_t)__builtin_ctzll(bits);
-            void **b = (void **)(s->start + k * size);
-            if ((purged >> ((k * size) / page)) & 1u) continue;
-            b[1] = (void *)hak_free_key;
-            if (prev) hak_link_set(prev, b);
-            else head = b;
-            prev = b;
-            kept++;
+    if (refused) {
+        // A refusal may come after part of a range was zeroed (a locked page further on):
+        // the blocks of refused pages go back on the list with link and mark written anew.
+        void *head, *tail;
+        uint64_t left = refused;
+        unsigned n = link_purged(s, &left, UINT32_MAX, page, &head, &tail);
+        if (n) {
+            hak_link_set(tail, s->free);
+            s->free = head;
+            s->free_count += n;
         }
+        purged |= fresh & ~refused;
+        hak_store_relaxed(&s->purged, purged);
+        if (!purged) span_set_limit(s, (uint64_t)s->capacity * hak_sc_unit[s->sc]);
     }
-    if (prev) hak_link_set(prev, NULL);
-    s->free = head;
-    s->free_count = kept;
     return bytes;
+}
+
+unsigned hak_slab_unpurge(hak_slab_t *s) {
+    void *head, *tail;
+    unsigned n = hak_slab_take_purged(s, UINT32_MAX, &head, &tail);
+    if (n) {
+        hak_link_set(tail, s->free);
+        s->free = head;
+        s->free_count += n;
+    }
+    return n;
 }
 
 size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
@@ -400,31 +466,9 @@ size_t hak_ss_purge_free_blocks(hak_ss_t *ss) {
 
 unsigned hak_slab_take_purged(hak_slab_t *slab, unsigned want, void **head, void **tail) {
     uint64_t m = hak_load_relaxed(&slab->purged);
-    size_t page = hak_os_page_size(), size = slab->size;
-    void **first = NULL, **prev = NULL;
-    unsigned n = 0;
-    while (m && n < want) {
-        size_t i = (size_t)__builtin_ctzll(m);
-        m &= m - 1;
-        // a bit is a block, or for blocks under a page a page: the carved blocks starting in it
-        size_t k = size >= page ? i : (i * page + size - 1) / size;
-        size_t end = size >= page ? i + 1 : ((i + 1) * page + size - 1) / size;
-        if (end > slab->carved) end = slab->carved;
-        for (; k < end; k++) {
-            void **b = (void **)(slab->start + k * size);
-            b[1] = (void *)hak_free_key;  // every block on a free list carries the mark
-            if (prev) hak_link_set(prev, b);
-            else first = b;
-            prev = b;
-            n++;
-        }
-    }
+    unsigned n = link_purged(slab, &m, want, hak_os_page_size(), head, tail);
     hak_store_relaxed(&slab->purged, m);
     if (!m) span_set_limit(slab, (uint64_t)slab->capacity * hak_sc_unit[slab->sc]);
-    if (!n) return 0;
-    hak_link_set(prev, NULL);
-    *head = first;
-    *tail = prev;
     return n;
 }
 

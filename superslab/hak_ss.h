@@ -44,6 +44,7 @@ typedef struct hak_slab {
     uint8_t index;         /* index of the head slab in its SuperSlab */
     uint8_t listed;        /* on the owner heap's partial list for sc */
     uint8_t kept;          /* empty, kept by the owner heap (counted in its kept_bytes) */
+    uint8_t slow_frees;    /* owner only: its frees into the span while purged is set */
     char *start;           /* first block */
     struct hak_slab *prev, *next; /* the owner heap's partial list */
     struct hak_ss *ss;
@@ -133,6 +134,10 @@ HAK_HIDDEN size_t hak_ss_purge_free_blocks(hak_ss_t *ss);
  * linked and marked as free (their first page faults in again); restores the span's
  * block-start limits once none is left. Returns the count, which may be 0. */
 HAK_HIDDEN unsigned hak_slab_take_purged(hak_slab_t *slab, unsigned want, void **head, void **tail);
+/* Put every purged block of slab back on its free list (written again: their pages fault
+ * in), so that frees into the span take the fast path again. The owner heap's lock held.
+ * Returns the count. */
+HAK_HIDDEN unsigned hak_slab_unpurge(hak_slab_t *slab);
 /* 1 if p, a block of slab, is free and purged (owner only). */
 static HAK_INLINE int hak_slab_is_purged(hak_slab_t *slab, const void *p) {
     uint64_t m = hak_load_relaxed(&slab->purged);

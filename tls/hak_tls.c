@@ -627,6 +627,7 @@ static void remote_batch_add(hak_tc_t *tc, hak_heap_t *owner, void **b, uint32_t
 
 void hak_tls_corrupt(void *b) { hak_die("malloc(): free list corrupted (a write to a freed block, or a wild free-list link)", b); }
 
+#define UNPURGE_FREES 64
 void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
     if (hak_unlikely(sc == HAK_SLAB_NONE)) hak_die("free(): invalid pointer (not an allocated block)", p);
     hak_tc_t *tc = &hak_tc;
@@ -652,6 +653,17 @@ void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
         if (owner == tc->heap && hak_slab_is_purged(s, p)) hak_die("free(): double free detected", p);
     }
     if (owner == tc->heap && owner != NULL) {
+        // A span with purged blocks sends every free here (its limits are 0) until a refill
+        // has taken them all back, which a working set that never refills never does: after
+        // UNPURGE_FREES such frees the purged blocks go back on the list, and the fast path
+        // with them. A span that busy would fault those pages in again anyway.
+        hak_slab_t *s = hak_ss_slab_of(ss, p);
+        if (hak_unlikely(hak_load_relaxed(&s->purged)) && ++s->slow_frees >= UNPURGE_FREES) {
+            s->slow_frees = 0;
+            hak_lock(&owner->lock);
+            if (hak_load_relaxed(&s->purged)) hak_slab_unpurge(s);
+            hak_unlock(&owner->lock);
+        }
         hak_link_set(b, tc->head[sc]);
         b[1] = (void *)hak_free_key;
         tc->head[sc] = b;
@@ -721,8 +733,9 @@ static void thread_exit(void *arg) {
 // its empty spans and spare to the pool, purge its SuperSlabs' free slabs. Under x's lock,
 // which its owner takes for every slow path; the owner's fast paths touch only its thread
 // cache, and spans with blocks in that cache are not empty. Skipped if x is busy.
-// Purge what heap h holds free: its SuperSlabs' free slabs, and the pages inside free mid
-// blocks of its spans that still have live blocks (a finished phase leaves those behind).
+// Purge what heap h holds free: its SuperSlabs' free slabs, and in its spans that still
+// have live blocks (a finished phase leaves those behind) the pages inside free blocks of a
+// page or more, and the pages that hold only free smaller blocks.
 static size_t purge_heap(hak_heap_t *h) {
     size_t bytes = 0;
     for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next)
