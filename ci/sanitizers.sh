@@ -66,7 +66,7 @@ runs=(
   "tests/api/api_basic" "tests/api/api_calloc" "tests/api/api_realloc" "tests/api/api_info"
   "tests/api/api_align posix_memalign" "tests/api/api_align aligned_alloc" "tests/api/api_align memalign"
   "tests/fault/fault_api small" "tests/fault/fault_api large" "tests/fault/fault_api calloc"
-  "tests/fault/fault_api purge" "tests/fault/fault_api unmap" "tests/fault/fault_api realloc"
+  "tests/fault/fault_api purge" "tests/fault/fault_api unmap" "tests/fault/fault_api realloc" "tests/fault/fault_api grow"
   "tests/fuzz/fuzz_api --seed 7 --ops 20000 --threads-max 1"
 )
 vg_one() {  # vg_one "PROGRAM ARGS": run it under memcheck in the release tree
