@@ -313,6 +313,14 @@ static unsigned link_purged(hak_slab_t *slab, uint64_t *mask, unsigned want, siz
     return n;
 }
 
+// n blocks linked head..tail (n may be 0) go to the front of s's local free list.
+static void list_prepend(hak_slab_t *s, void *head, void *tail, unsigned n) {
+    if (!n) return;
+    hak_link_set(tail, s->free);
+    s->free = head;
+    s->free_count += n;
+}
+
 // Blocks smaller than a page: the whole pages of s's carved part that hold only free blocks
 // of its local list (every block overlapping the page is on it) are purged. A block that
 // starts in such a page loses its link and mark: it leaves the list, and the page's bit in
@@ -386,14 +394,10 @@ static size_t purge_small_pages(hak_slab_t *s, size_t page) {
     if (refused) {
         // A refusal may come after part of a range was zeroed (a locked page further on):
         // the blocks of refused pages go back on the list with link and mark written anew.
-        void *head, *tail;
+        void *head = NULL, *tail = NULL;
         uint64_t left = refused;
         unsigned n = link_purged(s, &left, UINT32_MAX, page, &head, &tail);
-        if (n) {
-            hak_link_set(tail, s->free);
-            s->free = head;
-            s->free_count += n;
-        }
+        list_prepend(s, head, tail, n);
         purged |= fresh & ~refused;
         hak_store_relaxed(&s->purged, purged);
         if (!purged) span_set_limit(s, (uint64_t)s->capacity * hak_sc_unit[s->sc]);
@@ -402,13 +406,9 @@ static size_t purge_small_pages(hak_slab_t *s, size_t page) {
 }
 
 unsigned hak_slab_unpurge(hak_slab_t *s) {
-    void *head, *tail;
+    void *head = NULL, *tail = NULL;
     unsigned n = hak_slab_take_purged(s, UINT32_MAX, &head, &tail);
-    if (n) {
-        hak_link_set(tail, s->free);
-        s->free = head;
-        s->free_count += n;
-    }
+    list_prepend(s, head, tail, n);
     return n;
 }
 
