@@ -5,7 +5,7 @@
  * clock_gettime(CLOCK_MONOTONIC); the program reports the median, p95 and p99 of those times,
  * the page faults of the timed phase and the peak RSS.
  *
- *   scenarios [--smoke] [--ops N] [--seed S] [json|mir|vm|mixed|all ...]   (default: all)
+ *   scenarios [--smoke] [--detail] [--ops N] [--seed S] [json|mir|vm|mixed|all ...]   (default: all)
  *
  * Scenarios (one "op" is what one timing covers; the writes and tag checks are part of it
  * and cost every allocator the same):
@@ -47,12 +47,18 @@
  *            machine, where the clock_gettime in every op costs a few tens of ns)
  * --seed S   random seed (default 42); each scenario derives its own stream from it
  * --smoke    a short run (json 200, mir 200, vm 40, mixed 2000 ops)
+ * --detail   after each scenario's line, one line per block size range (by the largest block
+ *            an op freed or allocated: up to 1 KiB, 32 KiB, below 1 MiB, 1 MiB and up) with
+ *            its ops, total and mean ns; and, when the allocator exports hak_stat (hakmem),
+ *            what some of its counters moved by in the timed phase (SuperSlabs and large
+ *            blocks mapped, BigCache outcomes). Timing each op's range costs a compare.
  *
  * Output, one line per scenario on stdout (times in ns, nearest-rank percentiles; mean_ns
  * is the timed phase's wall time over ops; faults_per_op is (minflt + majflt) / ops):
  *   scenario=json ops=150000 median_ns=7060 p95_ns=11647 p99_ns=15042 mean_ns=8596.5
  *   minflt=3 majflt=0 faults_per_op=0.000 seconds=1.289 peak_rss_kb=1800   (one line) */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -108,7 +114,12 @@ static void fail(const char *fmt, ...) {
     exit(1);
 }
 
+// --detail: the largest block the current op freed or allocated
+static int detail;
+static size_t op_max;
+
 static void *xmalloc(size_t n) {
+    if (n > op_max) op_max = n;
     void *p = malloc(n);
     if (__builtin_expect(p == NULL, 0)) fail("malloc(%zu) returned NULL: %s", n, strerror(errno));
     return p;
@@ -151,6 +162,7 @@ typedef struct {
 static slot_t slots[MAX_SLOTS];
 
 static void slot_free(slot_t *s, const char *what) {
+    if (s->size > op_max) op_max = s->size;
     tag_check(s->p, s->size, s->tag, what);
     free(s->p);
     s->p = NULL;
@@ -240,6 +252,7 @@ static void mir_fill(slot_t *s, uint64_t *rng, uint64_t *serial) {
         p = xmalloc(half);
         touch_pages(p, half, (unsigned char)r);
         tag_write(p, half, tag);
+        if (size > op_max) op_max = size;
         unsigned char *q = realloc(p, size);
         if (!q) fail("realloc(%zu -> %zu) returned NULL: %s", half, size, strerror(errno));
         tag_check(q, half, tag, "mir realloc'd");
@@ -343,6 +356,15 @@ static uint64_t percentile(const uint64_t *sorted, long n, double q) {
     return sorted[rank - 1];
 }
 
+// --detail: size ranges, and hakmem's counters read around the timed phase
+enum { RANGES = 4 };
+static const char *const RANGE_NAMES[RANGES] = {"to_1k", "to_32k", "below_1m", "1m_up"};
+static unsigned range_of(size_t n) { return n <= 1024 ? 0 : n <= 32768 ? 1 : n < ((size_t)1 << 20) ? 2 : 3; }
+static const char *const DETAIL_COUNTERS[] = {"refill_new_ss", "refill_new_slab", "large_map", "bigcache_miss",
+                                              "bigcache_hit_larger", "bigcache_hit_split", "bigcache_hit_grow"};
+enum { NDETAIL = sizeof DETAIL_COUNTERS / sizeof DETAIL_COUNTERS[0] };
+typedef uint64_t (*stat_fn)(const char *);
+
 static void run_scenario(const scenario_t *sc, long ops, uint64_t seed) {
     uint64_t rng = seed ^ (sc->stream * 0x9e3779b97f4a7c15ULL);
     uint64_t serial = rng ^ 0x5a17c0de5a17c0deULL;
@@ -357,17 +379,28 @@ static void run_scenario(const scenario_t *sc, long ops, uint64_t seed) {
     if (warmup < 1) warmup = 1;
     for (long i = 0; i < warmup; i++) sc->op(&rng, &serial);
 
+    uint64_t range_ns[RANGES] = {0}, range_ops[RANGES] = {0}, before[NDETAIL] = {0};
+    stat_fn stat = detail ? (stat_fn)dlsym(RTLD_DEFAULT, "hak_stat") : NULL;
+    for (unsigned c = 0; stat && c < NDETAIL; c++) before[c] = stat(DETAIL_COUNTERS[c]);
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     uint64_t start = now_ns(), t0 = start;
     for (long i = 0; i < ops; i++) {
+        op_max = 0;
         sc->op(&rng, &serial);
         uint64_t t1 = now_ns();
         times[i] = t1 - t0;
+        if (detail) {
+            unsigned r = range_of(op_max);
+            range_ns[r] += t1 - t0;
+            range_ops[r]++;
+        }
         t0 = t1;
     }
     uint64_t end = t0;
     getrusage(RUSAGE_SELF, &ru1);
+    uint64_t moved[NDETAIL] = {0};
+    for (unsigned c = 0; stat && c < NDETAIL; c++) moved[c] = stat(DETAIL_COUNTERS[c]) - before[c];
 
     for (unsigned i = 0; i < sc->slots; i++) slot_free(&slots[i], "final");
     struct rusage ru_end;
@@ -381,6 +414,14 @@ static void run_scenario(const scenario_t *sc, long ops, uint64_t seed) {
            sc->name, ops, percentile(times, ops, 0.50), percentile(times, ops, 0.95),
            percentile(times, ops, 0.99), (double)(end - start) / (double)ops, minflt, majflt,
            (double)(minflt + majflt) / (double)ops, secs, ru_end.ru_maxrss);
+    for (unsigned r = 0; detail && r < RANGES; r++)
+        printf("  detail=%s ops=%" PRIu64 " total_ms=%.2f mean_ns=%.0f\n", RANGE_NAMES[r], range_ops[r],
+               (double)range_ns[r] * 1e-6, range_ops[r] ? (double)range_ns[r] / (double)range_ops[r] : 0.0);
+    if (stat) {
+        printf("  detail=hakmem_counters_timed");
+        for (unsigned c = 0; c < NDETAIL; c++) printf(" %s=%" PRIu64, DETAIL_COUNTERS[c], moved[c]);
+        printf("\n");
+    }
     fflush(stdout);
     munmap(times, bytes);
 }
@@ -405,7 +446,7 @@ static void run_forked(const scenario_t *sc, long ops, uint64_t seed) {
 /* ---- main ------------------------------------------------------------------------------ */
 
 static void usage(void) {
-    fprintf(stderr, "usage: scenarios [--smoke] [--ops N] [--seed S] [json|mir|vm|mixed|all ...]\n");
+    fprintf(stderr, "usage: scenarios [--smoke] [--detail] [--ops N] [--seed S] [json|mir|vm|mixed|all ...]\n");
     exit(2);
 }
 
@@ -426,6 +467,8 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         if (strcmp(a, "--smoke") == 0) {
             smoke = 1;
+        } else if (strcmp(a, "--detail") == 0) {
+            detail = 1;
         } else if (strcmp(a, "--ops") == 0) {
             if (++i == argc || !parse_u64(argv[i], &v) || v == 0 || v > (1u << 30)) usage();
             ops = (long)v;
