@@ -7,23 +7,44 @@
 
 #define META_CHUNK ((size_t)1 << 20)
 
+// Every pool bumps from one shared chunk: a process with one heap, one SuperSlab and a few
+// large blocks then keeps its metadata in 2 pages, where a chunk per pool took one page per
+// pool in use (Nginx's master and worker: 5 and 6 pages of metadata). The arena lock is taken
+// only inside a pool's lock, so a fork that holds every pool's lock finds it free.
+static struct {
+    hak_lock_t lock;
+    char *bump;
+    char *end;
+} arena = {HAK_LOCK_INIT, NULL, NULL};
+
+static void *arena_take(size_t size) {
+    hak_lock(&arena.lock);
+    if (arena.bump == NULL || (size_t)(arena.end - arena.bump) < size) {
+        char *chunk = hak_os_map(META_CHUNK, 0);
+        if (!chunk) {
+            hak_unlock(&arena.lock);
+            return NULL;
+        }
+        arena.bump = chunk;
+        arena.end = chunk + META_CHUNK;
+    }
+    void *obj = arena.bump;
+    arena.bump += size;
+    hak_unlock(&arena.lock);
+    return obj;
+}
+
 void *hak_meta_alloc(hak_meta_pool_t *pool) {
     hak_lock(&pool->lock);
     void *obj = pool->free;
     if (obj) {
         pool->free = *(void **)obj;
     } else {
-        if (pool->bump == NULL || (size_t)(pool->end - pool->bump) < pool->size) {
-            char *chunk = hak_os_map(META_CHUNK, 0);
-            if (!chunk) {
-                hak_unlock(&pool->lock);
-                return NULL;
-            }
-            pool->bump = chunk;
-            pool->end = chunk + META_CHUNK;
+        obj = arena_take(pool->size);
+        if (!obj) {
+            hak_unlock(&pool->lock);
+            return NULL;
         }
-        obj = pool->bump;
-        pool->bump += pool->size;
     }
     hak_unlock(&pool->lock);
     memset(obj, 0, pool->size);
@@ -39,4 +60,7 @@ void hak_meta_free(hak_meta_pool_t *pool, void *obj) {
 
 void hak_meta_fork_prepare(hak_meta_pool_t *pool) { hak_lock(&pool->lock); }
 void hak_meta_fork_parent(hak_meta_pool_t *pool) { hak_unlock(&pool->lock); }
-void hak_meta_fork_child(hak_meta_pool_t *pool) { hak_lock_reset(&pool->lock); }
+void hak_meta_fork_child(hak_meta_pool_t *pool) {
+    hak_lock_reset(&pool->lock);
+    hak_lock_reset(&arena.lock);  // free at the fork (see arena), and the child is alone
+}

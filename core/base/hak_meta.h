@@ -1,6 +1,6 @@
 /* hak_meta.h -- pools of fixed-size metadata objects (SuperSlab headers, large-block
- * headers, heaps), carved from mapped chunks. Metadata lives apart from the blocks it
- * describes, so a heap overflow cannot reach it. Objects come back zeroed.
+ * headers, heaps), carved from mapped chunks that every pool shares. Metadata lives apart
+ * from the blocks it describes, so a heap overflow cannot reach it. Objects come back zeroed.
  * May call: hak_os, hak_lock. Thread-safe (one lock per pool; cold paths only). */
 #pragma once
 
@@ -13,11 +13,9 @@ typedef struct hak_meta_pool {
     hak_lock_t lock;
     size_t size;   /* object size, rounded up to 64 bytes */
     void *free;    /* freed objects (first word links them) */
-    char *bump;
-    char *end;
 } hak_meta_pool_t;
 
-#define HAK_META_POOL_INIT(obj_size) {HAK_LOCK_INIT, (((obj_size) + 63) & ~(size_t)63), NULL, NULL, NULL}
+#define HAK_META_POOL_INIT(obj_size) {HAK_LOCK_INIT, (((obj_size) + 63) & ~(size_t)63), NULL}
 
 HAK_HIDDEN void *hak_meta_alloc(hak_meta_pool_t *pool);
 HAK_HIDDEN void hak_meta_free(hak_meta_pool_t *pool, void *obj);
