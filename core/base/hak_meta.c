@@ -7,10 +7,11 @@
 
 #define META_CHUNK ((size_t)1 << 20)
 
-// Every pool bumps from one shared chunk: a process with one heap, one SuperSlab and a few
-// large blocks then keeps its metadata in 2 pages, where a chunk per pool took one page per
-// pool in use (Nginx's master and worker: 5 and 6 pages of metadata). The arena lock is taken
-// only inside a pool's lock, so a fork that holds every pool's lock finds it free.
+// Every pool bumps from one shared chunk, so objects of different pools share pages: a chunk
+// per pool cost a page (and a 1 MiB mapping) for each pool in use, even for one large-block
+// header. A heap (2176 bytes with counters) and a SuperSlab (3448) take 2 pages either way.
+// The arena lock is taken only inside a pool's lock, so a fork that holds every pool's lock
+// finds it free.
 static struct {
     hak_lock_t lock;
     char *bump;
