@@ -234,7 +234,7 @@ static void drain_queue(hak_tc_t *tc, hak_heap_t *h, hak_remote_queue_t *q) {
         // a link overwritten while queued points anywhere: stop before using it
         if (hak_unlikely(ss == NULL || b[1] != (void *)hak_free_key))
             hak_die("free(): remote free queue corrupted (a write to a freed block?)", b);
-        hak_heap_t *owner = hak_load_relaxed(&ss->owner);
+        hak_heap_t *owner = hak_load_acquire(&ss->owner);  // pairs with move_ss
         if (owner != h) {
             hak_remote_push(&owner->remote, b);
             forwarded++;
@@ -373,9 +373,11 @@ static void move_ss(hak_heap_t *x, hak_heap_t *h, hak_ss_t *ss) {
             h->kept_bytes += span_bytes(s);
         }
     }
-    // relaxed: a freer that still reads the old owner pushes to x's queue, and whoever
-    // drains x forwards the block here
-    hak_store_relaxed(&ss->owner, (void *)h);
+    // A freer that still reads the old owner pushes to x's queue, and whoever drains x
+    // forwards the block here. Release, paired with the acquire loads of the slow free and
+    // the forward: a thread that finds h here, perhaps a heap made a moment ago, then sees
+    // h's queue initialised (ThreadSanitizer saw a push race the heap's zeroing in churn).
+    hak_store_release(&ss->owner, (void *)h);
     ss_push(ss_list_of(h, ss), ss);
     h->ss_count++;
 }
@@ -631,7 +633,7 @@ void hak_tls_corrupt(void *b) { hak_die("malloc(): free list corrupted (a write 
 void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc) {
     if (hak_unlikely(sc == HAK_SLAB_NONE)) hak_die("free(): invalid pointer (not an allocated block)", p);
     hak_tc_t *tc = &hak_tc;
-    hak_heap_t *owner = hak_load_relaxed(&ss->owner);
+    hak_heap_t *owner = hak_load_acquire(&ss->owner);  // pairs with move_ss
     void **b = p;
     if (hak_config.check) {
         hak_slab_t *s = hak_ss_slab_of(ss, p);
