@@ -1,7 +1,8 @@
 /* hak_meta.h -- pools of fixed-size metadata objects (SuperSlab headers, large-block
  * headers, heaps), carved from mapped chunks that every pool shares. Metadata lives apart
  * from the blocks it describes, so a heap overflow cannot reach it. Objects come back zeroed.
- * May call: hak_os, hak_lock. Thread-safe (one lock per pool; cold paths only). */
+ * May call: hak_os, hak_lock. Thread-safe (a lock per pool, and one for the shared chunk
+ * taken inside it; cold paths only). */
 #pragma once
 
 #include <stddef.h>
