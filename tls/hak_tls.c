@@ -41,10 +41,19 @@ static int tc_key_ok;  // pthread_key_create succeeded (written once, under init
 static void thread_exit(void *arg);
 static void remote_batch_flush(hak_tc_t *tc);
 
-// The heap of threads that have no cache of their own (exited, or re-entering malloc while
-// their cache is being set up). Used under its lock; everyone else frees into it remotely.
-static hak_heap_t global_heap;
-static hak_tc_t global_tc;
+// The heap of threads that have no cache of their own (exited, or whose heap could not be
+// made). Used under its lock; everyone else frees into it remotely. Made on first use, in
+// metadata memory: most processes never use it, and as 3.7 KiB of .bss that init wrote it
+// cost every process a page (docs/DESIGN-NOTES.md, "Nginx's memory, page by page").
+typedef struct global_heap {
+    hak_heap_t heap;
+    hak_tc_t tc;
+} global_heap_t;
+static hak_meta_pool_t global_meta = HAK_META_POOL_INIT(sizeof(global_heap_t));
+static global_heap_t *_Atomic global;  // NULL until made; written once, under global_lock
+// Its own lock, not init_lock: a malloc that recursed from inside hak_tls_global_init (were
+// pthread_key_create to allocate) would find init_lock held by its own thread.
+static hak_lock_t global_lock = HAK_LOCK_INIT;
 
 #define HEAP_OF_ORPHAN(o) ((hak_heap_t *)((char *)(o) - offsetof(hak_heap_t, orphan)))
 
@@ -71,13 +80,6 @@ void hak_tls_global_init(void) {
         hak_config_init();
         hak_sc_init();
         hak_harden_init();
-        ck_stack_init(&global_heap.remote.stack);
-        global_heap.owned = 1;
-        hak_store_relaxed(&global_heap.owner_tc, (const void *)&global_tc);
-        tc_rooms_init(&global_tc);
-        global_tc.heap = &global_heap;
-        global_tc.state = HAK_TC_ACTIVE;
-        heaps_add(&global_heap);
         // The key that runs thread_exit. Created here, under init_lock (which fork takes),
         // so a fork can never catch it half made. pthread_key_create does not allocate in
         // glibc; were it to, core_ready is already set and the recursion is served. Without
@@ -452,14 +454,48 @@ static int refill_locked(hak_tc_t *tc, hak_heap_t *h, unsigned sc) {
     }
 }
 
+// The global heap, made if it is not yet; NULL (errno ENOMEM) if it cannot be.
+static global_heap_t *global_get(void) {
+    // pairs with the release store below
+    global_heap_t *g = hak_load_acquire(&global);
+    if (hak_likely(g != NULL)) return g;
+    hak_lock(&global_lock);
+    g = hak_load_relaxed(&global);
+    if (!g) {
+        g = hak_meta_alloc(&global_meta);
+        if (g) {
+            ck_stack_init(&g->heap.remote.stack);
+            g->heap.owned = 1;
+            hak_store_relaxed(&g->heap.owner_tc, (const void *)&g->tc);
+            tc_rooms_init(&g->tc);
+            g->tc.heap = &g->heap;
+            g->tc.state = HAK_TC_ACTIVE;
+            heaps_add(&g->heap);
+            hak_store_release(&global, g);
+        } else {
+            errno = ENOMEM;
+        }
+    }
+    hak_unlock(&global_lock);
+    return g;
+}
+
+// 1 if h is the global heap (made or not).
+static int is_global(const hak_heap_t *h) {
+    global_heap_t *g = hak_load_relaxed(&global);
+    return g && h == &g->heap;
+}
+
 static void *global_alloc(unsigned sc) {
     hak_tls_global_init();
-    hak_lock(&global_heap.lock);
+    global_heap_t *g = global_get();
+    if (!g) return NULL;
+    hak_lock(&g->heap.lock);
     // Popped quietly: this thread's cache (and its sc_alloc) is not the global one;
     // global_heap_alloc counts these instead.
     void *b = NULL;
-    if (global_tc.head[sc] || refill_locked(&global_tc, &global_heap, sc)) b = pop_quiet(&global_tc, sc);
-    hak_unlock(&global_heap.lock);
+    if (g->tc.head[sc] || refill_locked(&g->tc, &g->heap, sc)) b = pop_quiet(&g->tc, sc);
+    hak_unlock(&g->heap.lock);
     if (b) HAK_STAT_INC(global_heap_alloc);
     return b;
 }
@@ -471,7 +507,7 @@ static void orphan_stale_heaps(const hak_tc_t *tc, const hak_heap_t *mine) {
     hak_lock(&heaps_lock);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         // relaxed: a filter; the decision is taken again under the heap's lock
-        if (h == mine || h == &global_heap || hak_load_relaxed(&h->owner_tc) != tc) continue;
+        if (h == mine || is_global(h) || hak_load_relaxed(&h->owner_tc) != tc) continue;
         hak_lock(&h->lock);
         int stale = h->owned && hak_load_relaxed(&h->owner_tc) == tc;
         if (stale) {
@@ -853,15 +889,19 @@ void hak_tls_totals(size_t *in_use, size_t *heaps) {
 
 void hak_tls_fork_prepare(void) {
     hak_lock(&init_lock);
+    hak_lock(&global_lock);
     hak_lock(&heaps_lock);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) hak_lock(&h->lock);
     hak_meta_fork_prepare(&heap_meta);
+    hak_meta_fork_prepare(&global_meta);
 }
 
 void hak_tls_fork_parent(void) {
+    hak_meta_fork_parent(&global_meta);
     hak_meta_fork_parent(&heap_meta);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) hak_unlock(&h->lock);
     hak_unlock(&heaps_lock);
+    hak_unlock(&global_lock);
     hak_unlock(&init_lock);
 }
 
@@ -870,11 +910,12 @@ void hak_tls_fork_parent(void) {
 // counts), and every lock starts free.
 // The orphan list's lock has been reset before this runs.
 void hak_tls_fork_child(void) {
+    hak_meta_fork_child(&global_meta);
     hak_meta_fork_child(&heap_meta);
     hak_heap_t *mine = hak_tc.heap;
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         hak_lock_reset(&h->lock);
-        if (h == mine || h == &global_heap) continue;
+        if (h == mine || is_global(h)) continue;
         // Owned by another thread, or between owners (taken off the orphan list by a thread
         // that was adopting or trimming it, or not yet pushed by an exiting one): no thread
         // in the child will ever finish that, so list it again.
@@ -885,5 +926,6 @@ void hak_tls_fork_child(void) {
         }
     }
     hak_lock_reset(&heaps_lock);
+    hak_lock_reset(&global_lock);
     hak_lock_reset(&init_lock);
 }

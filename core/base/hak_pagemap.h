@@ -2,8 +2,8 @@
  * space, holding a tagged pointer to the metadata of the SuperSlab or large block that
  * covers the chunk, or 0. free() finds a block's owner by masking the pointer to its chunk
  * and reading this map, never by reading memory that may not be mapped.
- * Two levels: 1024 top entries (static) x 65536 leaf words (mapped on first use, never
- * freed), covering the 47-bit user address space. Writers: map/unmap paths (any thread,
+ * Two levels: 256 top entries (static) x 262144 leaf words (2 MiB, mapped on first use,
+ * never freed), covering the 47-bit user address space. Writers: map/unmap paths (any thread,
  * one chunk has one writer at a time). Readers: everyone, lock-free. */
 #pragma once
 
@@ -12,8 +12,8 @@
 #include "hak_atomic.h"
 #include "hak_base.h"
 
-#define HAK_PM_LEAF_BITS 16
-#define HAK_PM_TOP_BITS 10
+#define HAK_PM_LEAF_BITS 18
+#define HAK_PM_TOP_BITS 8
 /* Entry tags (metadata is 64-byte aligned, so the low bits are free). A SuperSlab entry is
  * tagged 1 so that one test, ((e - 1) & 7) == 0, both rejects 0 and yields the pointer. */
 #define HAK_PM_TAG_MASK ((uintptr_t)7)
@@ -26,7 +26,14 @@
  * without a leaf, selects one shared, never-written zero leaf, so a lookup needs no NULL
  * test. As offsets the table starts all zero, in .bss; as pointers it was 8 KiB of .data
  * and 1024 relocations that the loader wrote at every program start. The zero leaf follows
- * the table in one object, so one address register serves both loads of a lookup. */
+ * the table in one object, so one address register serves both loads of a lookup.
+ * The table is small (2 KiB, a leaf maps 512 GiB) so that the words a process reads do not
+ * cost it pages of their own: free(NULL) reads top[0] and zero_leaf[0], a block under
+ * 0x7f... top[255], and these three sit within 2 KiB + 8 bytes, in the page of the globals
+ * linked before the table. The kernels this was measured on give a read fault of .bss a
+ * page of its own, not the shared zero page: with 1024 entries, top[0] and top[1023] were
+ * 8 KiB apart, and the page of top[1023] and zero_leaf[0] was one of the 6 pages hakmem
+ * added to each Nginx process (docs/DESIGN-NOTES.md, "Nginx's memory, page by page"). */
 typedef struct hak_pagemap_root {
     _Atomic uintptr_t top[1u << HAK_PM_TOP_BITS];
     _Atomic(uintptr_t) zero_leaf[1u << HAK_PM_LEAF_BITS];  /* .bss, only ever read */

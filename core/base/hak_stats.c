@@ -1,9 +1,11 @@
 /* hak_stats.c -- counter blocks, process totals, and the report (text or JSON).
- * May call: write(2) through hak_fmt, getrusage(2), hak_lock. Never allocates. */
+ * May call: write(2) through hak_fmt, getrusage(2), mmap(2) for the report's buffer,
+ * hak_lock. Never allocates from the heap. */
 #include "hak_stats.h"
 
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "hak_atomic.h"
@@ -247,13 +249,22 @@ void hak_stats_report(int fd, int json, hak_stats_extra_fn extra) {
     take_snapshot(&s);
     // The whole report is built in one buffer and written at once when it fits (it does,
     // by far): the JSON report is one line, and processes exiting together (nginx's workers)
-    // must not cut each other's lines. A second report at the same moment (another thread)
-    // uses a small buffer, written a few lines at a time.
-    static char big[64 << 10];
+    // must not cut each other's lines. The buffer is mapped for the report, not kept in
+    // .bss: as a static array it sat between globals that every process writes, and cost
+    // Nginx's processes a page each. When the map fails, or a second report runs at the same
+    // moment (another thread), a small buffer is used, written a few lines at a time.
+    enum { BIG = 64 << 10 };
     static hak_lock_t big_lock = HAK_LOCK_INIT;
-    int have_big = hak_trylock(&big_lock);
+    char *big = NULL;
+    if (hak_trylock(&big_lock)) {
+        big = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (big == MAP_FAILED) {
+            big = NULL;
+            hak_unlock(&big_lock);
+        }
+    }
     hak_buf_t b;
-    if (have_big) hak_buf_init_ext(&b, fd, big, sizeof big);
+    if (big) hak_buf_init_ext(&b, fd, big, BIG);
     else hak_buf_init(&b, fd);
     if (json) report_json(&b, &s);
     else report_text(&b, &s);
@@ -263,5 +274,8 @@ void hak_stats_report(int fd, int json, hak_stats_extra_fn extra) {
     }
     if (json) hak_buf_str(&b, "}}\n");
     hak_buf_flush(&b);
-    if (have_big) hak_unlock(&big_lock);
+    if (big) {
+        munmap(big, BIG);
+        hak_unlock(&big_lock);
+    }
 }
