@@ -565,6 +565,18 @@ void *hak_tls_refill_slow(unsigned sc) {
         if (!h) return global_alloc(sc);
         if (tc->head[sc]) return pop_block(tc, sc);
     }
+    // A young class: its first HAKMEM_YOUNG blocks in this heap come from the 256 or 512 B
+    // class, and the class gets spans of its own only after that (each miss of its empty
+    // list comes back here until then). A class with a handful of blocks would otherwise
+    // hold a page of its own for them: Nginx's master keeps a few blocks in each of 8
+    // classes under 256 B, 8 pages that its worker inherits too (docs/DESIGN-NOTES.md,
+    // young classes).
+    unsigned y = hak_sc_info[sc].young;
+    if (y != sc && h->young_taken[sc] < hak_config.young) {
+        h->young_taken[sc]++;
+        HAK_STAT_INC(alloc_young);
+        return tc->head[y] ? pop_block(tc, y) : hak_tls_refill_slow(y);
+    }
     remote_batch_flush(tc);
     hak_lock(&h->lock);
     h->epoch++;

@@ -57,6 +57,7 @@ struct hak_heap {
     uint64_t purge_epoch;               /* epoch at the purge thread's last look */
     int purged;                         /* given back since epoch last moved */
     size_t ss_count;
+    uint8_t young_taken[HAK_SC_MAX];    /* owner only: blocks taken for each young class */
     hak_heap_t *all_next;               /* every heap ever made (under the heaps lock) */
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hak_base.h"
 
@@ -21,6 +22,9 @@ typedef struct hak_config {
     size_t guard_sample; /* HAKMEM_GUARD_SAMPLE: one allocation in about N is guarded; 0 off */
     int thp;             /* HAKMEM_THP: HAK_THP_OFF (default), HAK_THP_ON or HAK_THP_AUTO */
     size_t thp_min;      /* HAKMEM_THP_MIN: smallest large block advised (default 2 MiB) */
+    uint32_t young;      /* HAKMEM_YOUNG: blocks of each class under 512 B that a heap takes
+                            from the 256 or 512 B class before the class gets spans of its
+                            own (default 8, at most 255; 0 off) */
     /* What those come to, with the kernel's setting under auto (docs/CONFIG.md), at init: */
     size_t thp_large_min; /* large mappings of at least this are advised; SIZE_MAX: none */
     int thp_ss;           /* SuperSlab mappings are advised */

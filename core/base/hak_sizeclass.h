@@ -28,6 +28,9 @@ typedef struct hak_sc_info {
     uint16_t tc_cap;    /* blocks the thread cache keeps before flushing */
     uint16_t batch;     /* blocks moved per refill or flush */
     uint16_t carve;     /* blocks carved from a fresh slab per refill (<= batch) */
+    uint8_t young;      /* the class a heap takes its first blocks of this one from (itself
+                           when it has none): 256 B for the classes under it, 512 B for those
+                           between (tls/hak_tls.c, young classes) */
 } hak_sc_info_t;
 extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
 /* Block-start constants. With M = floor(2^64 / size) + 1 and e = size * M mod 2^64 (so
