@@ -1,8 +1,8 @@
 /* hak_tls.c -- refill (five stages), flush, remote drain, thread init and exit, orphan
  * adoption, the locked global heap, trim and fork.
  * Locking: a heap's lock is taken only by its owner's slow paths, by an adopter, and by
- * fork/report walkers; fast paths take none. Lock order: heaps list -> heap -> orphan list
- * -> pools (SuperSlab, metadata, pagemap) -> stats. */
+ * fork/report walkers; fast paths take none. Lock order: init -> global heap's making ->
+ * heaps list -> heap -> orphan list -> pools (SuperSlab, metadata, pagemap) -> stats. */
 #define _GNU_SOURCE
 #include "hak_tls.h"
 
@@ -573,9 +573,12 @@ void *hak_tls_refill_slow(unsigned sc) {
     // young classes).
     unsigned y = hak_sc_info[sc].young;
     if (y != sc && h->young_taken[sc] < hak_config.young) {
-        h->young_taken[sc]++;
-        HAK_STAT_INC(alloc_young);
-        return tc->head[y] ? pop_block(tc, y) : hak_tls_refill_slow(y);
+        void *b = tc->head[y] ? pop_block(tc, y) : hak_tls_refill_slow(y);
+        if (b) {
+            h->young_taken[sc]++;
+            HAK_STAT_INC(alloc_young);
+        }
+        return b;
     }
     remote_batch_flush(tc);
     hak_lock(&h->lock);

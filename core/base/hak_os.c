@@ -166,6 +166,12 @@ int hak_os_purge(void *p, size_t size) {
     return 0;
 }
 
+void hak_os_advise_nohuge(void *p, size_t size) {
+    int saved = errno;
+    (void)madvise(p, size, MADV_NOHUGEPAGE);
+    errno = saved;
+}
+
 int hak_os_advise_huge(void *p, size_t size) {
     // a failure is only reported: the malloc that maps the range still succeeds, and keeps
     // the caller's errno

@@ -37,6 +37,9 @@ HAK_HIDDEN int hak_os_move(void *p, size_t old_size, size_t new_size, void *targ
  * can: only the 2 MiB-aligned 2 MiB units wholly inside the range ever get one. Counts
  * thp_advised. Returns 0 or an errno value (EINVAL: a kernel without THP). */
 HAK_HIDDEN int hak_os_advise_huge(void *p, size_t size);
+/* Ask the kernel never to back [p, p+size) with huge pages (MADV_NOHUGEPAGE), for sparse
+ * tables that a huge page would make resident whole. Failures are ignored (errno kept). */
+HAK_HIDDEN void hak_os_advise_nohuge(void *p, size_t size);
 /* The kernel's system-wide THP setting, /sys/kernel/mm/transparent_hugepage/enabled. */
 typedef enum hak_os_thp {
     HAK_OS_THP_UNKNOWN = 0, /* unreadable, or not one of the three below */

@@ -6,8 +6,8 @@
 #include "hak_lock.h"
 #include "hak_os.h"
 
-// All zeros: no leaf yet anywhere. The zero leaf is 512 KiB of .bss that is only ever read
-// (the kernel's zero page).
+// All zeros: no leaf yet anywhere. The zero leaf is 2 MiB of .bss that is only ever read
+// (where the kernel maps its zero page for reads; see hak_pagemap.h).
 hak_pagemap_root_t hak_pagemap;
 static hak_lock_t leaf_lock = HAK_LOCK_INIT;
 
@@ -23,11 +23,15 @@ static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
     hak_lock(&leaf_lock);
     off = hak_load_relaxed(&hak_pagemap.top[top]);
     if (!off) {
-        void *leaf = hak_os_map(sizeof(uintptr_t) << HAK_PM_LEAF_BITS, 0);
+        size_t bytes = sizeof(uintptr_t) << HAK_PM_LEAF_BITS;
+        void *leaf = hak_os_map(bytes, 0);
         if (!leaf) {
             hak_unlock(&leaf_lock);
             return NULL;
         }
+        // 2 MiB, and mmap may hand it out 2 MiB-aligned: under THP "always" one write would
+        // make all of it resident, where a process writes one page of it
+        hak_os_advise_nohuge(leaf, bytes);
         off = (uintptr_t)leaf - (uintptr_t)hak_pagemap.zero_leaf;
         // pairs with the acquire loads in hak_pagemap_get and above
         hak_store_release(&hak_pagemap.top[top], off);

@@ -251,18 +251,11 @@ void hak_stats_report(int fd, int json, hak_stats_extra_fn extra) {
     // by far): the JSON report is one line, and processes exiting together (nginx's workers)
     // must not cut each other's lines. The buffer is mapped for the report, not kept in
     // .bss: as a static array it sat between globals that every process writes, and cost
-    // Nginx's processes a page each. When the map fails, or a second report runs at the same
-    // moment (another thread), a small buffer is used, written a few lines at a time.
+    // Nginx's processes a page each. Where the map fails, a small stack buffer is used,
+    // written a few lines at a time.
     enum { BIG = 64 << 10 };
-    static hak_lock_t big_lock = HAK_LOCK_INIT;
-    char *big = NULL;
-    if (hak_trylock(&big_lock)) {
-        big = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (big == MAP_FAILED) {
-            big = NULL;
-            hak_unlock(&big_lock);
-        }
-    }
+    char *big = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (big == MAP_FAILED) big = NULL;
     hak_buf_t b;
     if (big) hak_buf_init_ext(&b, fd, big, BIG);
     else hak_buf_init(&b, fd);
@@ -274,8 +267,5 @@ void hak_stats_report(int fd, int json, hak_stats_extra_fn extra) {
     }
     if (json) hak_buf_str(&b, "}}\n");
     hak_buf_flush(&b);
-    if (big) {
-        munmap(big, BIG);
-        hak_unlock(&big_lock);
-    }
+    if (big) munmap(big, BIG);
 }

@@ -103,7 +103,8 @@ static void t_off(void) {
 
 static void *young_thread(void *arg) {
     void **out = arg;
-    // a new thread's heap is young again: its own count, whatever the main thread took
+    // a new heap (no thread has exited, so there is no orphan to adopt) is young again: its
+    // own count, whatever the main thread took
     take_young(48, 256, 8, out);
     return NULL;
 }
@@ -130,6 +131,11 @@ static void t_threads(void) {
     CHECK(find_bad_pat(q, 0, 48, 7) == SIZE_MAX, "realloc lost the young block's bytes");
     hak_free(q);
     for (unsigned i = 1; i < 8; i++) hak_free(mine[i]);
+    // a freed young block is a 256 B block: the thread cache hands it out again for 256
+    void *last = mine[7];
+    void *r = hak_malloc(256);
+    CHECK(r == last, "malloc(256) after freeing young block %p returned %p, not the block", last, r);
+    hak_free(r);
     // an aligned request of a young class: the 256 B block is aligned enough
     void *a = hak_aligned_alloc(64, 64);
     CHECK(a && ((uintptr_t)a & 63) == 0, "aligned_alloc(64, 64) = %p", a);
