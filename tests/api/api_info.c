@@ -177,12 +177,13 @@ static void t_stat(void) {
     void *p[N];
     int sc = hak_sc_of(48);
     CHECK(sc >= 0, "hak_sc_of(48) = %d", sc);
-    uint64_t alloc0 = hak_stat_sc("sc_alloc", (unsigned)sc);
+    uint64_t alloc0 = hak_stat_sc("sc_alloc", (unsigned)sc), young0 = hak_stat("alloc_young");
     for (int i = 0; i < N; i++) {
         p[i] = hak_malloc(48);
         CHECK(p[i] != NULL, "malloc(48)");
     }
-    uint64_t alloc1 = hak_stat_sc("sc_alloc", (unsigned)sc);
+    // young blocks (HAKMEM_YOUNG) count in the 256 B class's sc_alloc
+    uint64_t alloc1 = hak_stat_sc("sc_alloc", (unsigned)sc) + (hak_stat("alloc_young") - young0);
     uint64_t refill = hak_stat("alloc_refill");
     uint64_t f0 = hak_stat("free_tls_sll");
     CHECK(f0 != UINT64_MAX && refill != UINT64_MAX, "free_tls_sll / alloc_refill are unknown counters");
@@ -224,8 +225,10 @@ static int find_class_line(const char *report, unsigned want_sc, unsigned long l
 static void t_stats_text(void) {
     enum { N = 300 };
     void *p[N];
+    uint64_t young0 = hak_stat("alloc_young");
     for (int i = 0; i < N; i++) p[i] = hak_malloc(64);
     for (int i = 0; i < N; i++) hak_free(p[i]);
+    uint64_t young = hak_stat("alloc_young") - young0;  // counted in the 256 B class (HAKMEM_YOUNG)
     char *txt = test_report(0);
     CHECK(strstr(txt, "alloc_refill") != NULL, "text report lacks alloc_refill:\n%s", txt);
     CHECK(strstr(txt, "free_tls_sll") != NULL, "text report lacks free_tls_sll");
@@ -236,7 +239,8 @@ static void t_stats_text(void) {
         int sc = hak_sc_of(64);
         int found = find_class_line(txt, (unsigned)sc, &m);
         CHECK(found == 1, "no (or a wrong) line for class %d (size 64) in:\n%s", sc, txt);
-        CHECK(m >= N, "class %d line says %llu mallocs, expected at least %d", sc, m, N);
+        CHECK(m + young >= N, "class %d line says %llu mallocs (and %" PRIu64 " young), expected at least %d", sc, m,
+              young, N);
         // the counter value printed on the alloc_refill line matches hak_stat (nothing ran since)
         const char *l = strstr(txt, "alloc_refill");
         unsigned long long v = 0;
@@ -378,7 +382,9 @@ static void use_several_classes(int n64) {
 
 static void t_stats_json(void) {
     enum { N = 300 };
+    uint64_t young0 = hak_stat("alloc_young");
     use_several_classes(N);
+    uint64_t young = hak_stat("alloc_young") - young0;  // counted in the 256 and 512 B classes
     char *js = test_report(1);
     jp_t j = {js, 0};
     j_ws(&j);
@@ -406,7 +412,7 @@ static void t_stats_json(void) {
         const char *at = strstr(js, entry);
         CHECK(at != NULL, "no size_classes entry for class %d (size 64):\n%s", sc, js);
         unsigned long long m = strtoull(at + strlen(entry), NULL, 10);
-        CHECK(m >= N, "class %d: %llu mallocs, expected at least %d", sc, m, N);
+        CHECK(m + young >= N, "class %d: %llu mallocs (and %" PRIu64 " young), expected at least %d", sc, m, young, N);
         CHECK(strstr(at, "\"refills\":") != NULL, "size_classes entry lacks refills");
         size_t entries = 0;
         for (const char *q = strstr(js, "{\"class\":"); q; q = strstr(q + 1, "{\"class\":")) entries++;

@@ -52,6 +52,12 @@
 #define TEST_STATS 1
 #endif
 
+/* The size of the block a young class's first mallocs get (HAKMEM_YOUNG, docs/CONFIG.md):
+ * the 256 B class for classes under it, the 512 B class for those between. */
+static inline size_t test_young_size(size_t class_size) {
+    return class_size < 256 ? 256 : class_size > 256 && class_size < 512 ? 512 : class_size;
+}
+
 #define MiB ((size_t)1 << 20)
 #define KiB ((size_t)1 << 10)
 
