@@ -42,7 +42,6 @@ static HAK_INLINE unsigned site_index(uintptr_t site) {
  * never exceeds hak_bigcache_max() after a put (a bound lowered by the learner is reached
  * at the next put); no entry is older than
  * decay_due_ms - decay (a lower bound, so a scan before then is never needed). */
-static hak_lock_t cache_lock = HAK_LOCK_INIT;
 static struct {
     hak_large_t *head[HAK_LARGE_CLASS_COUNT];  /* oldest block of each class */
     hak_large_t *tail[HAK_LARGE_CLASS_COUNT];  /* newest */
@@ -55,6 +54,24 @@ static struct {
 } cache;
 // Mirrors cache.bytes and cache.count for hak_info, which does not take the lock.
 static _Atomic size_t cached_bytes, cached_count;
+#if HAK_STATS
+/* One entry per site hash, updated by any thread with relaxed atomics (totals read only by
+ * reports). site is the first return address that hashed here; shared is set when another
+ * one did too, and the entry then sums both. */
+typedef struct site_stats {
+    _Atomic uintptr_t site;
+    _Atomic int shared;
+    _Atomic uint64_t calls, bytes, hits, misses;
+    _Atomic int64_t live;  /* usable bytes allocated from the site and not yet freed */
+} site_stats_t;
+static site_stats_t sites[SITE_COUNT];
+#endif
+// Defined after the tables because GCC lays a file's variables out in .bss in the reverse
+// order of their definitions: so the lock sits below the 6 KiB of tables, next to the large
+// path's other small globals, not above them on a page of its own. Every process writes it
+// (the fork handlers take it), none of the tables until its first large block: Nginx's
+// master wrote that page only to fork its worker.
+static hak_lock_t cache_lock = HAK_LOCK_INIT;
 // The byte bound in force: SIZE_MAX until hak_bigcache_set_max (HAKMEM_LEARN=1), meaning
 // hak_config.bigcache_max. Relaxed: a put that reads an old bound evicts to it, the next to
 // the new one.
@@ -299,16 +316,6 @@ void hak_bigcache_fork_child(void) { hak_lock_reset(&cache_lock); }
 /* ---- call sites ----------------------------------------------------------------------- */
 
 #if HAK_STATS
-/* One entry per site hash, updated by any thread with relaxed atomics (totals read only by
- * reports). site is the first return address that hashed here; shared is set when another
- * one did too, and the entry then sums both. */
-typedef struct site_stats {
-    _Atomic uintptr_t site;
-    _Atomic int shared;
-    _Atomic uint64_t calls, bytes, hits, misses;
-    _Atomic int64_t live;  /* usable bytes allocated from the site and not yet freed */
-} site_stats_t;
-static site_stats_t sites[SITE_COUNT];
 
 void hak_bigcache_site_alloc(uintptr_t site, size_t requested, size_t size, int outcome) {
     site_stats_t *e = &sites[site_index(site)];
