@@ -9,7 +9,11 @@
 // All zeros: no leaf yet anywhere. The zero leaf is 2 MiB of .bss that is only ever read
 // (where the kernel maps its zero page for reads; see hak_pagemap.h).
 hak_pagemap_root_t hak_pagemap;
-static hak_lock_t leaf_lock = HAK_LOCK_INIT;
+// On a page boundary: the lock is laid out just after the table, and the small globals that
+// every process writes follow it (the size-class tables, then the other modules' globals,
+// about 3.5 KiB). Aligned, they fill one page instead of sharing two with the zero leaf's
+// unread tail (the padding is .bss, never touched).
+static _Alignas(4096) hak_lock_t leaf_lock = HAK_LOCK_INIT;
 
 static _Atomic(uintptr_t) *leaf_at(uintptr_t off) {
     return (_Atomic(uintptr_t) *)((uintptr_t)hak_pagemap.zero_leaf + off);
