@@ -8,12 +8,7 @@
 
 // All zeros: no leaf yet anywhere. The zero leaf is 2 MiB of .bss that is only ever read
 // (where the kernel maps its zero page for reads; see hak_pagemap.h).
-hak_pagemap_root_t hak_pagemap;
-// On a page boundary: the lock is laid out just after the table, and the small globals that
-// every process writes follow it (the size-class tables, then the other modules' globals,
-// about 3.5 KiB). Aligned, they fill one page instead of sharing two with the zero leaf's
-// unread tail (the padding is .bss, never touched).
-static _Alignas(4096) hak_lock_t leaf_lock = HAK_LOCK_INIT;
+hak_pagemap_root_t hak_pagemap = {.leaf_lock = HAK_LOCK_INIT};
 
 static _Atomic(uintptr_t) *leaf_at(uintptr_t off) {
     return (_Atomic(uintptr_t) *)((uintptr_t)hak_pagemap.zero_leaf + off);
@@ -24,13 +19,13 @@ static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
     // pairs with the release store below
     uintptr_t off = hak_load_acquire(&hak_pagemap.top[top]);
     if (off) return leaf_at(off);
-    hak_lock(&leaf_lock);
+    hak_lock(&hak_pagemap.leaf_lock);
     off = hak_load_relaxed(&hak_pagemap.top[top]);
     if (!off) {
         size_t bytes = sizeof(uintptr_t) << HAK_PM_LEAF_BITS;
         void *leaf = hak_os_map(bytes, 0);
         if (!leaf) {
-            hak_unlock(&leaf_lock);
+            hak_unlock(&hak_pagemap.leaf_lock);
             return NULL;
         }
         // 2 MiB, and mmap may hand it out 2 MiB-aligned: under THP "always" one write would
@@ -40,7 +35,7 @@ static _Atomic(uintptr_t) *leaf_for(uintptr_t idx) {
         // pairs with the acquire loads in hak_pagemap_get and above
         hak_store_release(&hak_pagemap.top[top], off);
     }
-    hak_unlock(&leaf_lock);
+    hak_unlock(&hak_pagemap.leaf_lock);
     return leaf_at(off);
 }
 
@@ -64,6 +59,6 @@ int hak_pagemap_set(uintptr_t addr, size_t size, uintptr_t value) {
     return 0;
 }
 
-void hak_pagemap_fork_prepare(void) { hak_lock(&leaf_lock); }
-void hak_pagemap_fork_parent(void) { hak_unlock(&leaf_lock); }
-void hak_pagemap_fork_child(void) { hak_lock_reset(&leaf_lock); }
+void hak_pagemap_fork_prepare(void) { hak_lock(&hak_pagemap.leaf_lock); }
+void hak_pagemap_fork_parent(void) { hak_unlock(&hak_pagemap.leaf_lock); }
+void hak_pagemap_fork_child(void) { hak_lock_reset(&hak_pagemap.leaf_lock); }

@@ -11,6 +11,7 @@
 
 #include "hak_atomic.h"
 #include "hak_base.h"
+#include "hak_lock.h"
 
 #define HAK_PM_LEAF_BITS 18
 #define HAK_PM_TOP_BITS 8
@@ -36,6 +37,10 @@
  * 8 KiB apart, and the page of top[1023] and zero_leaf[0] was one of the 6 pages hakmem
  * added to each Nginx process (docs/DESIGN-NOTES.md, "Nginx's memory, page by page"). */
 typedef struct hak_pagemap_root {
+    /* Taken to map a leaf, and by the fork handlers. Here, not a static beside the table:
+     * the compiler lays the table out first, and the lock after the 2 MiB zero leaf was a
+     * page of its own that every process wrote at fork. */
+    hak_lock_t leaf_lock;
     _Atomic uintptr_t top[1u << HAK_PM_TOP_BITS];
     _Atomic(uintptr_t) zero_leaf[1u << HAK_PM_LEAF_BITS];  /* .bss, only ever read */
 } hak_pagemap_root_t;
@@ -44,16 +49,18 @@ extern HAK_HIDDEN hak_pagemap_root_t hak_pagemap;
 /* The entry for the chunk holding addr (addr below HAK_PM_ADDR_LIMIT), or 0. */
 static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
     uintptr_t idx = addr >> HAK_SS_SHIFT;
-    hak_pagemap_root_t *root = &hak_pagemap;
-    // The empty asm statements pin root and leaf to registers: left to itself, GCC forms the
-    // zero leaf's address with a second lea and adds the index apart, 3 instructions more
-    // than pointer entries took; this way it is 1 (one lea, root + off + the leaf's offset).
-    __asm__("" : "+r"(root));
+    // The empty asm statements pin the table and the leaf to registers: left to itself, GCC
+    // forms the zero leaf's address with a second lea and adds the index apart, 3
+    // instructions more than pointer entries took, and with the lock before the table it
+    // adds 1 to the index instead of using a displacement; this way it is 1 (one lea,
+    // table + off + the table's size).
+    _Atomic uintptr_t *top = hak_pagemap.top;
+    __asm__("" : "+r"(top));
     // pairs with the release store that publishes a leaf in hak_pagemap_set
-    uintptr_t off = hak_load_acquire(&root->top[idx >> HAK_PM_LEAF_BITS]);
+    uintptr_t off = hak_load_acquire(&top[idx >> HAK_PM_LEAF_BITS]);
     // integer arithmetic: as pointer arithmetic, an offset to a leaf below the zero leaf
     // would be an overflow (UBSan's pointer-overflow check aborts on it)
-    uintptr_t leaf_addr = (uintptr_t)root->zero_leaf + off;
+    uintptr_t leaf_addr = (uintptr_t)top + sizeof hak_pagemap.top + off;
     __asm__("" : "+r"(leaf_addr));
     _Atomic(uintptr_t) *leaf = (_Atomic(uintptr_t) *)leaf_addr;
     // pairs with the release store of the entry in hak_pagemap_set

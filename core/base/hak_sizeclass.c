@@ -5,7 +5,14 @@ const uint8_t hak_sc_small_table[65] = {0,0,1,2,3,4,5,6,7,8,8,9,9,10,10,11,11,12
 const uint32_t hak_sc_size_table[HAK_SC_MAX] = {16,32,48,64,80,96,112,128,160,192,224,256,320,384,448,512,640,768,896,1024,1280,1536,1792,2048,2560,3072,3584,4096,5120,6144,7168,8192,10240,12288,14336,16384,20480,24576,28672,32768,40960,49152,57344,65536,81920,98304,114688,131072,163840,196608,229376,262144,327680,393216,458752,524288,655360,786432,917504,1048576};
 hak_sc_info_t hak_sc_info[HAK_SC_MAX];
 uint64_t hak_sc_magic[HAK_SC_MAX + 1];
-uint64_t hak_sc_unit[HAK_SC_MAX + 1];
+// On a page boundary, which makes this file's .bss start on one: it is linked just after the
+// pagemap's 2 MiB zero leaf, and these tables and the small globals of the modules after it,
+// which every process writes (about 3.5 KiB), then fill one page instead of sharing two with
+// the zero leaf's unread tail. GCC 12 lays this file's variables out last-defined first, so
+// this one, defined last, comes first and needs no padding before it (the padding is .bss,
+// never touched). The pagemap's own object stays unaligned: its top table shares the page of
+// the globals before it.
+_Alignas(4096) uint64_t hak_sc_unit[HAK_SC_MAX + 1];
 
 // Span: the fewest slabs that hold enough blocks (8, or 128 KiB worth for blocks over 16
 // KiB, at least 1) while wasting at most 1/8 of the span on the tail. Small spans keep the
