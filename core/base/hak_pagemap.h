@@ -30,12 +30,13 @@
  * the table in one object, so one address register serves both loads of a lookup.
  * The table is small (2 KiB, a leaf maps 512 GiB) so that the words a process reads do not
  * cost it pages of their own: free(NULL) reads top[0] and zero_leaf[0], a block under
- * 0x7f... top[255], and these three sit within 2 KiB + 8 bytes: in one page, the page of
- * the globals linked before the table, whenever the table starts in the first half of a
- * page (as in the builds measured: libhakmem.so and Nginx's binary). The kernels this was measured on give a read fault of .bss a
- * page of its own, not the shared zero page: with 1024 entries, top[0] and top[1023] were
- * 8 KiB apart, and the page of top[1023] and zero_leaf[0] was one of the 6 pages hakmem
- * added to each Nginx process (docs/DESIGN-NOTES.md, "Nginx's memory, page by page"). */
+ * 0x7f... top[255], and these three sit within 2 KiB + 16 bytes: in one page, the page of
+ * the globals linked before the table, whenever the root starts in the first half of a page
+ * (as in the builds measured: libhakmem.so and Nginx's binary). The kernel this was
+ * measured on gives a read fault of .bss a page of its own, not the shared zero page: with
+ * 1024 entries, top[0] and top[1023] were 8 KiB apart, and the page of top[1023] and
+ * zero_leaf[0] was one of the 6 pages hakmem added to each Nginx process
+ * (docs/DESIGN-NOTES.md, "Young classes, and hakmem's .bss in Nginx"). */
 typedef struct hak_pagemap_root {
     /* Taken to map a leaf, and by the fork handlers. Here, not a static beside the table:
      * the compiler lays the table out first, and the lock after the 2 MiB zero leaf was a

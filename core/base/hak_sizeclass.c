@@ -72,6 +72,9 @@ void hak_sc_init(void) {
         ci->carve = (uint16_t)(carve < ci->batch ? carve : ci->batch);
         // Both young classes are powers of two, so their blocks are aligned for any class
         // under them (aligned_core picks classes by alignment).
-        ci->young = (uint8_t)(size < 256 ? hak_sc_of_small(256) : size > 256 && size < 512 ? hak_sc_of_small(512) : sc);
+        unsigned young = sc;
+        if (size < 256) young = hak_sc_of_small(256);
+        else if (size > 256 && size < 512) young = hak_sc_of_small(512);
+        ci->young = (uint8_t)young;
     }
 }

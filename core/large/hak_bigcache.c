@@ -66,11 +66,11 @@ typedef struct site_stats {
 } site_stats_t;
 static site_stats_t sites[SITE_COUNT];
 #endif
-// Defined after the tables because GCC lays a file's variables out in .bss in the reverse
-// order of their definitions: so the lock sits below the 6 KiB of tables, next to the large
-// path's other small globals, not above them on a page of its own. Every process writes it
-// (the fork handlers take it), none of the tables until its first large block: Nginx's
-// master wrote that page only to fork its worker.
+// Defined after the tables because GCC 12 lays this file's variables out in .bss in the
+// reverse order of their definitions (clang may not): so the lock sits below the 6 KiB of
+// tables, next to the large path's other small globals, not above them on a page of its
+// own. Every process writes it (the fork handlers take it), none of the tables until its
+// first large block: Nginx's master wrote that page only to fork its worker.
 static hak_lock_t cache_lock = HAK_LOCK_INIT;
 // The byte bound in force: SIZE_MAX until hak_bigcache_set_max (HAKMEM_LEARN=1), meaning
 // hak_config.bigcache_max. Relaxed: a put that reads an old bound evicts to it, the next to
