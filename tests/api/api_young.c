@@ -28,6 +28,14 @@ static void take_young(size_t n, size_t young_size, unsigned k, void **out) {
     }
 }
 
+/* The next malloc(n) is the class's own block: the class has grown up. */
+static void expect_own(size_t n, const char *when) {
+    void *p = hak_malloc(n);
+    CHECK(p && hak_usable_size(p) == class_size(n), "%s: malloc(%zu) usable %zu, expected the class's %zu", when, n,
+          p ? hak_usable_size(p) : 0, class_size(n));
+    hak_free(p);
+}
+
 static void check_and_free(void **ps, unsigned k, size_t n) {
     for (unsigned i = 0; i < k; i++) {
         size_t u = hak_usable_size(ps[i]);
@@ -58,10 +66,7 @@ static void t_first_blocks(void) {
             if (i == 20) check_and_free(young, 8, n);
         }
         for (unsigned i = 0; i < 40; i++) hak_free(own[i]);
-        void *again = hak_malloc(n);
-        CHECK(again && hak_usable_size(again) == class_size(n), "malloc(%zu) after the frees: usable %zu", n,
-              again ? hak_usable_size(again) : 0);
-        hak_free(again);
+        expect_own(n, "after the frees");
     }
 }
 
@@ -83,9 +88,7 @@ static void t_not_young(void) {
 static void t_count(void) {
     void *y[2];
     take_young(48, 256, 2, y);
-    void *p = hak_malloc(48);
-    CHECK(p && hak_usable_size(p) == 48, "third malloc(48) with HAKMEM_YOUNG=2: usable %zu", p ? hak_usable_size(p) : 0);
-    hak_free(p);
+    expect_own(48, "the third with HAKMEM_YOUNG=2");
     check_and_free(y, 2, 48);
 }
 
@@ -114,9 +117,7 @@ static void *young_thread(void *arg) {
 static void t_threads(void) {
     void *mine[8];
     take_young(48, 256, 8, mine);
-    void *p = hak_malloc(48);
-    CHECK(p && hak_usable_size(p) == 48, "main thread's ninth malloc(48): usable %zu", p ? hak_usable_size(p) : 0);
-    hak_free(p);
+    expect_own(48, "the main thread's ninth");
     void *theirs[8];
     pthread_t t;
     CHECK(pthread_create(&t, NULL, young_thread, theirs) == 0, "pthread_create");
@@ -136,9 +137,11 @@ static void t_threads(void) {
     void *r = hak_malloc(256);
     CHECK(r == last, "malloc(256) after freeing young block %p returned %p, not the block", last, r);
     hak_free(r);
-    // an aligned request of a young class: the 256 B block is aligned enough
+    // an aligned request of a young class (64 B, not used here before) gets a 256 B block,
+    // aligned enough
     void *a = hak_aligned_alloc(64, 64);
-    CHECK(a && ((uintptr_t)a & 63) == 0, "aligned_alloc(64, 64) = %p", a);
+    CHECK(a && ((uintptr_t)a & 63) == 0 && hak_usable_size(a) == 256, "aligned_alloc(64, 64) = %p, usable %zu", a,
+          a ? hak_usable_size(a) : 0);
     hak_free(a);
 }
 
