@@ -140,11 +140,11 @@ void hak_ss_release(hak_ss_t *ss) {
 
 // Purge pooled SuperSlabs that have waited HAKMEM_DECAY_MS, and beyond the newest
 // HAKMEM_SS_POOL / 8 (at least 1) any that still hold pages, so that the pool costs at most
-// that much RSS. They leave the pool while their pages are purged (nobody may start using
-// one meanwhile) and come back at the old end.
-void hak_ss_pool_decay(void) {
+// that much RSS; with all, every one that holds pages. They leave the pool while their pages
+// are purged (nobody may start using one meanwhile) and come back at the old end.
+static void pool_purge(int all) {
     uint64_t now = hak_os_now_ms();
-    size_t dirty_max = hak_config.ss_pool_max / 8 ? hak_config.ss_pool_max / 8 : 1;
+    size_t dirty_max = all ? 0 : hak_config.ss_pool_max / 8 ? hak_config.ss_pool_max / 8 : 1;
     size_t dirty_seen = 0;
     hak_ss_t *expired = NULL;
     hak_lock(&pool_lock);
@@ -168,6 +168,10 @@ void hak_ss_pool_decay(void) {
     }
     hak_unlock(&pool_lock);
 }
+
+void hak_ss_pool_decay(void) { pool_purge(0); }
+
+void hak_ss_pool_purge(void) { pool_purge(1); }
 
 static uint32_t run_bits(unsigned i, unsigned k) { return (k >= 32 ? 0xffffffffu : ((1u << k) - 1u)) << i; }
 

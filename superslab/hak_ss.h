@@ -151,6 +151,8 @@ HAK_HIDDEN size_t hak_ss_pool_trim(void);
 /* Purge pooled SuperSlabs that waited HAKMEM_DECAY_MS, and the dirty ones beyond the newest
  * HAKMEM_SS_POOL / 8 (releases, acquisitions and the purge thread call it). */
 HAK_HIDDEN void hak_ss_pool_decay(void);
+/* Purge every pooled SuperSlab that holds pages, now (before fork). */
+HAK_HIDDEN void hak_ss_pool_purge(void);
 /* Totals for hak_info: SuperSlabs mapped and pooled. */
 HAK_HIDDEN void hak_ss_totals(size_t *mapped, size_t *pooled);
 HAK_HIDDEN void hak_ss_fork_prepare(void);

@@ -64,6 +64,8 @@ struct hak_heap {
 extern HAK_HIDDEN __thread hak_tc_t hak_tc HAK_TLS_MODEL;
 
 HAK_HIDDEN void *hak_tls_refill_slow(unsigned sc);
+/* Before fork (HAKMEM_FORK_TRIM): what malloc_trim does for the calling thread's own heap. */
+HAK_HIDDEN void hak_tls_fork_trim(void);
 HAK_HIDDEN void hak_tls_flush_slow(unsigned sc);
 /* free() of a SuperSlab block that is not the calling thread's, or that looks freed. */
 HAK_HIDDEN void hak_tls_free_slow(hak_ss_t *ss, void *p, unsigned sc);

@@ -23,6 +23,7 @@ hak_config_t hak_config = {
     .thp_large_min = SIZE_MAX,
     .thp_ss = 0,
     .young = 8,
+    .fork_trim = 1,
 };
 
 static int parse_uint(const char *s, size_t *out) {
@@ -113,6 +114,8 @@ void hak_config_init(void) {
     if (l && strcmp(l, "1") == 0) hak_config.learn = 1;
     const char *t = getenv("HAKMEM_PURGE_THREAD");
     if (t && strcmp(t, "0") == 0) hak_config.purge_thread = 0;
+    const char *f = getenv("HAKMEM_FORK_TRIM");
+    if (f && strcmp(f, "0") == 0) hak_config.fork_trim = 0;
     if (parse_uint(getenv("HAKMEM_YOUNG"), &v)) hak_config.young = v > 255 ? 255 : (uint32_t)v;
     thp_init();
 }

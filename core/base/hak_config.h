@@ -25,6 +25,8 @@ typedef struct hak_config {
     uint32_t young;      /* HAKMEM_YOUNG: blocks of each class under 512 B that a heap takes
                             from the 256 or 512 B class before the class gets spans of its
                             own (default 8, at most 255; 0 off) */
+    int fork_trim;       /* HAKMEM_FORK_TRIM: 1 (default) fork() first gives back the forking
+                            thread's free memory (its cache, empty spans, free pages); 0 off */
     /* What those come to, with the kernel's setting under auto (docs/CONFIG.md), at init: */
     size_t thp_large_min; /* large mappings of at least this are advised; SIZE_MAX: none */
     int thp_ss;           /* SuperSlab mappings are advised */

@@ -1,0 +1,208 @@
+/* api_fork.c -- fork() first gives back the forking thread's free memory (HAKMEM_FORK_TRIM,
+ * tls/hak_tls.c: hak_tls_fork_trim), and a fork child's classes start young again.
+ *
+ *   trim         blocks of 4 KiB and of 64 B are written and freed (half of the 4 KiB ones
+ *                stay in the thread cache); after fork() none of their pages is resident,
+ *                in the parent or in the child (mincore), and trim_fork counted one.
+ *   off          HAKMEM_FORK_TRIM=0: the same blocks stay resident across the fork (so
+ *                `trim` sees the trim, not something else).
+ *   live         live blocks of every tier, between freed ones, keep their bytes across the
+ *                trim in both processes, and both allocate, free and reuse normally after.
+ *   young_child  the parent's young count for a class is spent; the child's next blocks of
+ *                that class are young again, the parent's are not.
+ *
+ * HAKMEM_PURGE_THREAD=0 (set by the CMakeLists): nothing else purges during a case. */
+#include <sys/mman.h>
+
+#include "test_util.h"
+
+enum { BIG = 4096, NBIG = 64, SMALL = 64, NSMALL = 2048 };
+static void *big[NBIG], *small[NSMALL];
+
+/* Pages of [p, p + n) resident now. */
+static size_t resident_pages(const void *p, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)p & ~(page - 1), hi = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+    unsigned char vec[64];
+    size_t count = 0;
+    for (uintptr_t a = lo; a < hi; a += 64 * page) {
+        size_t len = hi - a < 64 * page ? hi - a : 64 * page;
+        CHECK(mincore((void *)a, len, vec) == 0, "mincore(%p, %zu): %s", (void *)a, len, strerror(errno));
+        for (size_t i = 0; i < (len + page - 1) / page; i++) count += vec[i] & 1u;
+    }
+    return count;
+}
+
+/* The pages that the freed blocks of big[] and small[] held whole and still hold. The small
+ * blocks are 64 to a page, and every one of them was freed, so their pages count whole. */
+static size_t freed_resident(void) {
+    size_t n = 0;
+    for (unsigned i = 0; i < NBIG; i++) n += resident_pages(big[i], BIG);
+    for (unsigned i = 0; i < NSMALL; i += 64) n += resident_pages(small[i], SMALL);
+    return n;
+}
+
+/* Writes NBIG blocks of 4 KiB and NSMALL of 64 B, then frees them all. Returns their pages
+ * resident after the frees (all of them: nothing has purged yet). */
+static size_t write_and_free(void) {
+    for (unsigned i = 0; i < NBIG; i++) {
+        big[i] = hak_malloc(BIG);
+        CHECK(big[i] != NULL, "malloc(%d)", BIG);
+        memset(big[i], 0xa5, BIG);
+    }
+    for (unsigned i = 0; i < NSMALL; i++) {
+        small[i] = hak_malloc(SMALL);
+        CHECK(small[i] != NULL, "malloc(%d)", SMALL);
+        memset(small[i], 0x5a, SMALL);
+    }
+    for (unsigned i = 0; i < NBIG; i++) hak_free(big[i]);
+    for (unsigned i = 0; i < NSMALL; i++) hak_free(small[i]);
+    size_t before = freed_resident();
+    CHECK(before >= NBIG, "only %zu pages of %d written 4 KiB blocks are resident before the fork", before, NBIG);
+    return before;
+}
+
+/* fork(); the child runs child_fn and exits with its status; the parent waits and checks it
+ * exited 0. Returns in the parent. */
+static void fork_and_check(int (*child_fn)(void)) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) _exit(child_fn());
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status 0x%x)", status);
+}
+
+static int child_nothing_resident(void) {
+    size_t n = freed_resident();
+    if (n != 0) {
+        fprintf(stderr, "child: %zu pages of the blocks freed before the fork are resident\n", n);
+        return 1;
+    }
+    return 0;
+}
+
+static void t_trim(void) {
+    size_t before = write_and_free();
+    uint64_t f0 = hak_stat("trim_fork");
+    fork_and_check(child_nothing_resident);
+    size_t after = freed_resident();
+    CHECK(after == 0, "%zu of the %zu resident pages of freed blocks are resident after the fork", after, before);
+    if (TEST_STATS)
+        CHECK(hak_stat("trim_fork") - f0 == 1, "trim_fork grew by %" PRIu64 " for one fork",
+              hak_stat("trim_fork") - f0);
+}
+
+static size_t off_before;
+static int child_all_resident(void) {
+    size_t n = freed_resident();
+    if (n != off_before) {
+        fprintf(stderr, "child: %zu pages of freed blocks resident, %zu before the fork\n", n, off_before);
+        return 1;
+    }
+    return 0;
+}
+
+static void t_off(void) {
+    off_before = write_and_free();
+    fork_and_check(child_all_resident);
+    size_t after = freed_resident();
+    CHECK(after == off_before, "HAKMEM_FORK_TRIM=0: %zu pages of freed blocks resident after the fork, %zu before",
+          after, off_before);
+    CHECK(hak_stat("trim_fork") == 0, "trim_fork is %" PRIu64 " with HAKMEM_FORK_TRIM=0", hak_stat("trim_fork"));
+}
+
+static const size_t live_sizes[] = {16, 48, 100, 256, 700, 1500, 4096, 9000, 20000, 70000, 300000, 3000000};
+enum { NLIVE = sizeof live_sizes / sizeof live_sizes[0], PER = 24 };
+static void *live[NLIVE][PER];
+
+static void check_live(const char *who) {
+    for (unsigned s = 0; s < NLIVE; s++)
+        for (unsigned i = 0; i < PER; i += 2) {
+            size_t bad = find_bad_pat(live[s][i], 0, live_sizes[s], (uint32_t)(s * 1000 + i));
+            CHECK(bad == SIZE_MAX, "%s: live block %p of %zu bytes changed at byte %zu", who, live[s][i], live_sizes[s],
+                  bad);
+        }
+}
+
+/* After the fork: every class hands out blocks again (some of them the ones purged), and
+ * they hold what is written into them. */
+static void use_again(const char *who) {
+    for (unsigned s = 0; s < NLIVE; s++)
+        for (unsigned i = 1; i < PER; i += 2) {
+            live[s][i] = hak_malloc(live_sizes[s]);
+            CHECK(live[s][i] != NULL, "%s: malloc(%zu) after the fork", who, live_sizes[s]);
+            fill_pat(live[s][i], live_sizes[s], (uint32_t)(s * 1000 + i));
+        }
+    for (unsigned s = 0; s < NLIVE; s++)
+        for (unsigned i = 0; i < PER; i++) {
+            size_t bad = find_bad_pat(live[s][i], 0, live_sizes[s], (uint32_t)(s * 1000 + i));
+            CHECK(bad == SIZE_MAX, "%s: block %p of %zu bytes changed at byte %zu", who, live[s][i], live_sizes[s], bad);
+            hak_free(live[s][i]);
+        }
+}
+
+static int child_live(void) {
+    check_live("child");
+    use_again("child");
+    return 0;  // CHECK exits 1 on failure
+}
+
+static void t_live(void) {
+    for (unsigned s = 0; s < NLIVE; s++)
+        for (unsigned i = 0; i < PER; i++) {
+            live[s][i] = hak_malloc(live_sizes[s]);
+            CHECK(live[s][i] != NULL, "malloc(%zu)", live_sizes[s]);
+            fill_pat(live[s][i], live_sizes[s], (uint32_t)(s * 1000 + i));
+        }
+    for (unsigned s = 0; s < NLIVE; s++)
+        for (unsigned i = 1; i < PER; i += 2) hak_free(live[s][i]);
+    fork_and_check(child_live);
+    check_live("parent");
+    use_again("parent");
+}
+
+enum { YOUNG = 8, YSIZE = 48 };
+static size_t own_size(void) { return hak_sc_size((unsigned)hak_sc_of(YSIZE)); }
+static void *ychild[YOUNG + 1];
+
+static int child_young(void) {
+    for (unsigned i = 0; i < YOUNG; i++) {
+        ychild[i] = hak_malloc(YSIZE);
+        CHECK(ychild[i] && hak_usable_size(ychild[i]) == 256,
+              "child: malloc(%d) #%u: usable %zu, expected a young block (256)", YSIZE, i,
+              ychild[i] ? hak_usable_size(ychild[i]) : 0);
+    }
+    ychild[YOUNG] = hak_malloc(YSIZE);
+    CHECK(ychild[YOUNG] && hak_usable_size(ychild[YOUNG]) == own_size(),
+          "child: malloc(%d) #%d: usable %zu, expected the class's own %zu", YSIZE, YOUNG,
+          ychild[YOUNG] ? hak_usable_size(ychild[YOUNG]) : 0, own_size());
+    for (unsigned i = 0; i <= YOUNG; i++) hak_free(ychild[i]);
+    return 0;
+}
+
+static void t_young_child(void) {
+    void *mine[YOUNG];
+    for (unsigned i = 0; i < YOUNG; i++) {
+        mine[i] = hak_malloc(YSIZE);
+        CHECK(mine[i] && hak_usable_size(mine[i]) == 256, "malloc(%d) #%u: usable %zu, expected a young block", YSIZE,
+              i, mine[i] ? hak_usable_size(mine[i]) : 0);
+    }
+    fork_and_check(child_young);
+    void *p = hak_malloc(YSIZE);
+    CHECK(p && hak_usable_size(p) == own_size(), "parent after the fork: malloc(%d) usable %zu, expected %zu", YSIZE,
+          p ? hak_usable_size(p) : 0, own_size());
+    hak_free(p);
+    for (unsigned i = 0; i < YOUNG; i++) hak_free(mine[i]);
+}
+
+static const test_case_t cases[] = {
+    {"trim", t_trim},
+    {"off", t_off},
+    {"live", t_live},
+    {"young_child", t_young_child},
+};
+
+int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }
