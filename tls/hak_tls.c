@@ -787,14 +787,16 @@ static void thread_exit(void *arg) {
 // its empty spans and spare to the pool, purge its SuperSlabs' free slabs. Under x's lock,
 // which its owner takes for every slow path; the owner's fast paths touch only its thread
 // cache, and spans with blocks in that cache are not empty. Skipped if x is busy.
-// Purge what heap h holds free: its SuperSlabs' free slabs, and in its spans that still
-// have live blocks (a finished phase leaves those behind) the pages inside free blocks of a
-// page or more, and the pages that hold only free smaller blocks.
-static size_t purge_heap(hak_heap_t *h) {
+// Purge what heap h holds free: its SuperSlabs' free slabs, and with blocks, in its spans
+// that still have live blocks (a finished phase leaves those behind) the pages inside free
+// blocks of a page or more, and the pages that hold only free smaller blocks (a walk of
+// every free list).
+static size_t purge_heap(hak_heap_t *h, int blocks) {
     size_t bytes = 0;
     for (hak_ss_t *ss = h->ss_avail; ss; ss = ss->next)
-        bytes += hak_ss_purge_free(ss) + hak_ss_purge_free_blocks(ss);
-    for (hak_ss_t *ss = h->ss_full; ss; ss = ss->next) bytes += hak_ss_purge_free_blocks(ss);
+        bytes += hak_ss_purge_free(ss) + (blocks ? hak_ss_purge_free_blocks(ss) : 0);
+    if (blocks)
+        for (hak_ss_t *ss = h->ss_full; ss; ss = ss->next) bytes += hak_ss_purge_free_blocks(ss);
     return bytes;
 }
 
@@ -808,7 +810,7 @@ static int release_heap(hak_heap_t *x, int only_idle, size_t *bytes) {
     } else if (!only_idle || (x->epoch == x->purge_epoch && !x->purged)) {
         drain_queue(NULL, x, &x->remote);
         release_idle(x);
-        *bytes += purge_heap(x);
+        *bytes += purge_heap(x, 1);
         x->purged = 1;
         done = 1;
     } else if (x->epoch != x->purge_epoch) {
@@ -836,7 +838,7 @@ size_t hak_tls_trim(void) {
     if (h) {
         hak_lock(&h->lock);
         flush_all(tc, h, 1);
-        bytes += purge_heap(h);
+        bytes += purge_heap(h, 1);
         hak_unlock(&h->lock);
     }
     // Orphaned heaps belong to nobody: take them all off the list, drain their queues into
@@ -854,7 +856,7 @@ size_t hak_tls_trim(void) {
         if (hak_trylock(&x->lock)) {
             drain_queue(NULL, x, &x->remote);
             release_idle(x);
-            bytes += purge_heap(x);
+            bytes += purge_heap(x, 1);
             hak_unlock(&x->lock);
         }
         hak_orphan_push(o);
@@ -905,12 +907,16 @@ void hak_tls_totals(size_t *in_use, size_t *heaps) {
 
 // Before the fork handlers take their locks: the forking thread's cached blocks go back to
 // their slabs, its empty spans and SuperSlabs are given back, and the pages of its free
-// memory are purged. Otherwise both processes start with that memory resident (the child's
-// copy-on-write share of it counts in its RSS too), and the first writes to it in either one
-// copy pages. A prefork server's master forks from the thread that read its configuration:
-// Nginx's master kept 20 KiB of such blocks resident, and passed them to every worker
-// (docs/DESIGN-NOTES.md, "Fork"). The cost is that of malloc_trim on this heap alone: a
-// walk of its spans' free lists, some madvise calls, and refills afterwards.
+// memory are purged, the pooled SuperSlabs' too. Otherwise both processes start with that
+// memory resident (the child's copy-on-write share counts in its RSS as well), and the first
+// writes to it in either one copy pages. A prefork server's master forks from the thread
+// that read its configuration: Nginx's master held 20 KiB of such blocks and passed them to
+// its worker (docs/DESIGN-NOTES.md, "Fork").
+// Only a heap of one SuperSlab (HAK_FORK_TRIM_BLOCKS_SS) has the free blocks inside its
+// spans purged: that walks every free list, and with 1M free 64 B blocks it made a 7 ms fork
+// take 23. A bigger heap gets the rest (its cache, empty spans, free slabs), whose cost
+// follows its cache and its SuperSlab count.
+#define HAK_FORK_TRIM_BLOCKS_SS 1
 void hak_tls_fork_trim(void) {
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
@@ -918,7 +924,7 @@ void hak_tls_fork_trim(void) {
     remote_batch_flush(tc);
     hak_lock(&h->lock);
     flush_all(tc, h, 1);
-    purge_heap(h);
+    purge_heap(h, h->ss_count <= HAK_FORK_TRIM_BLOCKS_SS);
     hak_unlock(&h->lock);
     hak_ss_pool_purge();  // where the SuperSlabs it emptied went, pages and all
     HAK_STAT_INC(trim_fork);

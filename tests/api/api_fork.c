@@ -1,9 +1,13 @@
 /* api_fork.c -- fork() first gives back the forking thread's free memory (HAKMEM_FORK_TRIM,
  * tls/hak_tls.c: hak_tls_fork_trim), and a fork child's classes start young again.
  *
- *   trim         blocks of 4 KiB and of 64 B are written and freed (half of the 4 KiB ones
- *                stay in the thread cache); after fork() none of their pages is resident,
- *                in the parent or in the child (mincore), and trim_fork counted one.
+ *   trim         blocks of 4 KiB and of 64 B are written and freed, all but the first 4 KiB
+ *                one (half of the others stay in the thread cache, and their span does not
+ *                empty); after fork() none of the freed blocks' pages is resident, in the
+ *                parent or in the child (mincore), and trim_fork counted one.
+ *   trim_big     3 MiB of live blocks besides, so that the heap has more than one SuperSlab
+ *                and the trim skips its walk of the free lists; every block freed, so that
+ *                their spans empty: their pages go all the same.
  *   off          HAKMEM_FORK_TRIM=0: the same blocks stay resident across the fork (so
  *                `trim` sees the trim, not something else).
  *   live         live blocks of every tier, between freed ones, keep their bytes across the
@@ -18,6 +22,7 @@
 
 enum { BIG = 4096, NBIG = 64, SMALL = 64, NSMALL = 2048 };
 static void *big[NBIG], *small[NSMALL];
+static unsigned big_kept;  // big[0 .. big_kept) stay live
 
 /* Pages of [p, p + n) resident now. */
 static size_t resident_pages(const void *p, size_t n) {
@@ -37,7 +42,7 @@ static size_t resident_pages(const void *p, size_t n) {
  * blocks are 64 to a page, and every one of them was freed, so their pages count whole. */
 static size_t freed_resident(void) {
     size_t n = 0;
-    for (unsigned i = 0; i < NBIG; i++) n += resident_pages(big[i], BIG);
+    for (unsigned i = big_kept; i < NBIG; i++) n += resident_pages(big[i], BIG);
     for (unsigned i = 0; i < NSMALL; i += 64) n += resident_pages(small[i], SMALL);
     return n;
 }
@@ -55,10 +60,10 @@ static size_t write_and_free(void) {
         CHECK(small[i] != NULL, "malloc(%d)", SMALL);
         memset(small[i], 0x5a, SMALL);
     }
-    for (unsigned i = 0; i < NBIG; i++) hak_free(big[i]);
+    for (unsigned i = big_kept; i < NBIG; i++) hak_free(big[i]);
     for (unsigned i = 0; i < NSMALL; i++) hak_free(small[i]);
     size_t before = freed_resident();
-    CHECK(before >= NBIG, "only %zu pages of %d written 4 KiB blocks are resident before the fork", before, NBIG);
+    CHECK(before >= NBIG - big_kept, "only %zu pages of %d written 4 KiB blocks are resident before the fork", before, NBIG);
     return before;
 }
 
@@ -84,8 +89,9 @@ static int child_nothing_resident(void) {
     return 0;
 }
 
-static void t_trim(void) {
-    size_t before = write_and_free();
+/* Forks after write_and_free (which found before pages resident): nothing of the freed
+ * blocks is resident afterwards in either process, and trim_fork counted the fork. */
+static void fork_expect_trimmed(size_t before) {
     uint64_t f0 = hak_stat("trim_fork");
     fork_and_check(child_nothing_resident);
     size_t after = freed_resident();
@@ -93,6 +99,31 @@ static void t_trim(void) {
     if (TEST_STATS)
         CHECK(hak_stat("trim_fork") - f0 == 1, "trim_fork grew by %" PRIu64 " for one fork",
               hak_stat("trim_fork") - f0);
+}
+
+static void t_trim(void) {
+    big_kept = 1;
+    fork_expect_trimmed(write_and_free());
+    CHECK(big[0] != NULL && ((unsigned char *)big[0])[BIG - 1] == 0xa5, "the live 4 KiB block lost its bytes");
+}
+
+enum { KEEP = 8192, NKEEP = 384 };  // 3 MiB: a heap of two SuperSlabs
+static void *keep[NKEEP];
+
+static void t_trim_big(void) {
+    for (unsigned i = 0; i < NKEEP; i++) {
+        keep[i] = hak_malloc(KEEP);
+        CHECK(keep[i] != NULL, "malloc(%d)", KEEP);
+        fill_pat(keep[i], KEEP, i);
+    }
+    hak_info_t info;
+    hak_info(&info);
+    CHECK(info.ss_bytes > ((size_t)2 << 20), "the heap has %zu bytes of SuperSlabs, not more than one", info.ss_bytes);
+    fork_expect_trimmed(write_and_free());
+    for (unsigned i = 0; i < NKEEP; i++) {
+        CHECK(find_bad_pat(keep[i], 0, KEEP, i) == SIZE_MAX, "live block %p changed across the fork", keep[i]);
+        hak_free(keep[i]);
+    }
 }
 
 static size_t off_before;
@@ -200,6 +231,7 @@ static void t_young_child(void) {
 
 static const test_case_t cases[] = {
     {"trim", t_trim},
+    {"trim_big", t_trim_big},
     {"off", t_off},
     {"live", t_live},
     {"young_child", t_young_child},
