@@ -910,12 +910,12 @@ void hak_tls_totals(size_t *in_use, size_t *heaps) {
 // memory are purged, the pooled SuperSlabs' too. Otherwise both processes start with that
 // memory resident (the child's copy-on-write share counts in its RSS as well), and the first
 // writes to it in either one copy pages. A prefork server's master forks from the thread
-// that read its configuration: Nginx's master held 20 KiB of such blocks and passed them to
-// its worker (docs/DESIGN-NOTES.md, "Fork").
+// that read its configuration: Nginx's master held 32 KiB of such blocks in its cache and
+// passed them to its worker (docs/DESIGN-NOTES.md, "Fork").
 // Only a heap of one SuperSlab (HAK_FORK_TRIM_BLOCKS_SS) has the free blocks inside its
-// spans purged: that walks every free list, and with 1M free 64 B blocks it made a 7 ms fork
-// take 23. A bigger heap gets the rest (its cache, empty spans, free slabs), whose cost
-// follows its cache and its SuperSlab count.
+// spans purged: that walks every free list, and with 1M free 64 B blocks it made a 7 ms
+// fork take 22-24 (bench/fork_latency). A bigger heap gets the rest (its cache, empty spans,
+// free slabs), whose cost follows its cache and its SuperSlab count.
 #define HAK_FORK_TRIM_BLOCKS_SS 1
 void hak_tls_fork_trim(void) {
     hak_tc_t *tc = &hak_tc;
