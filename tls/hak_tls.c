@@ -783,10 +783,6 @@ static void thread_exit(void *arg) {
     idle_kick();
 }
 
-// Give back what heap x (not the caller's) holds free: drain its queue into its slabs, give
-// its empty spans and spare to the pool, purge its SuperSlabs' free slabs. Under x's lock,
-// which its owner takes for every slow path; the owner's fast paths touch only its thread
-// cache, and spans with blocks in that cache are not empty. Skipped if x is busy.
 // Purge what heap h holds free: its SuperSlabs' free slabs, and with blocks, in its spans
 // that still have live blocks (a finished phase leaves those behind) the pages inside free
 // blocks of a page or more, and the pages that hold only free smaller blocks (a walk of
@@ -800,6 +796,10 @@ static size_t purge_heap(hak_heap_t *h, int blocks) {
     return bytes;
 }
 
+// Give back what heap x (not the caller's) holds free: drain its queue into its slabs, give
+// its empty spans and spare to the pool, purge its SuperSlabs' free slabs. Under x's lock,
+// which its owner takes for every slow path; the owner's fast paths touch only its thread
+// cache, and spans with blocks in that cache are not empty. Skipped if x is busy.
 // only_idle: the purge thread (any heap that ran no slow path since its last look);
 // otherwise trim (heaps another thread owns; orphans it handles itself).
 static int release_heap(hak_heap_t *x, int only_idle, size_t *bytes) {
@@ -916,17 +916,29 @@ void hak_tls_totals(size_t *in_use, size_t *heaps) {
 // spans purged: that walks every free list, and with 1M free 64 B blocks it made a 7 ms
 // fork take 22-24 (bench/fork_latency). A bigger heap gets the rest (its cache, empty spans,
 // free slabs), whose cost follows its cache and its SuperSlab count.
+// The parent pays afterwards too: refills, and faults on the pages given back. So a fork
+// within HAKMEM_DECAY_MS of the last trim trims nothing: a prefork server's master forks its
+// workers in a burst (the first fork took what there was), and a program that forks per job
+// loses its warm memory at most once per period. Takes the heap's lock, then the pool's (and
+// through an unmap the metadata and pagemap locks), and drops them all before the fork
+// handlers take theirs.
 #define HAK_FORK_TRIM_BLOCKS_SS 1
+static _Atomic uint64_t fork_trim_last_ms;  // 0: never
+
 void hak_tls_fork_trim(void) {
+    uint64_t now = hak_os_now_ms(), last = hak_load_relaxed(&fork_trim_last_ms);
+    if (last != 0 && now - last < hak_config.decay_ms) return;
+    hak_store_relaxed(&fork_trim_last_ms, now ? now : 1);
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
-    if (!h || is_global(h)) return;
-    remote_batch_flush(tc);
-    hak_lock(&h->lock);
-    flush_all(tc, h, 1);
-    purge_heap(h, h->ss_count <= HAK_FORK_TRIM_BLOCKS_SS);
-    hak_unlock(&h->lock);
-    hak_ss_pool_purge();  // where the SuperSlabs it emptied went, pages and all
+    if (h && !is_global(h)) {
+        remote_batch_flush(tc);
+        hak_lock(&h->lock);
+        flush_all(tc, h, 1);
+        purge_heap(h, h->ss_count <= HAK_FORK_TRIM_BLOCKS_SS);
+        hak_unlock(&h->lock);
+    }
+    hak_ss_pool_purge();  // where emptied SuperSlabs went, pages and all
     HAK_STAT_INC(trim_fork);
 }
 
@@ -958,7 +970,11 @@ void hak_tls_fork_child(void) {
     hak_heap_t *mine = hak_tc.heap;
     // A child is a new program more often than not (a prefork server's worker): its
     // classes start young again, so that a class it uses lightly holds no page of its own.
+    // (Whatever HAKMEM_FORK_TRIM says; HAKMEM_YOUNG=0 turns young classes off.)
     if (mine && !is_global(mine)) memset(mine->young_taken, 0, sizeof mine->young_taken);
+    // Its own forks trim again: the period is about one process forking over and over (a
+    // daemon's first fork trims in the parent; the child then forks its workers at once).
+    hak_store_relaxed(&fork_trim_last_ms, 0);
     for (hak_heap_t *h = heaps_all; h; h = h->all_next) {
         hak_lock_reset(&h->lock);
         if (h == mine || is_global(h)) continue;

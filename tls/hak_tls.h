@@ -64,7 +64,9 @@ struct hak_heap {
 extern HAK_HIDDEN __thread hak_tc_t hak_tc HAK_TLS_MODEL;
 
 HAK_HIDDEN void *hak_tls_refill_slow(unsigned sc);
-/* Before fork (HAKMEM_FORK_TRIM): what malloc_trim does for the calling thread's own heap. */
+/* Before fork (HAKMEM_FORK_TRIM): give back the calling thread's free memory (its cache, empty
+ * spans, free slabs, in a heap of one SuperSlab the pages of free blocks) and purge the pooled
+ * SuperSlabs; at most once per HAKMEM_DECAY_MS. */
 HAK_HIDDEN void hak_tls_fork_trim(void);
 HAK_HIDDEN void hak_tls_flush_slow(unsigned sc);
 /* free() of a SuperSlab block that is not the calling thread's, or that looks freed. */

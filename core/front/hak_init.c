@@ -24,7 +24,7 @@
 // Lock everything in the one order the slow paths take locks, so that fork() never copies
 // a lock held mid-update: heaps first, then the orphan list, pools, pagemap, stats.
 static void fork_prepare(void) {
-    if (hak_config.fork_trim) hak_tls_fork_trim();  // takes only its heap's lock, then drops it
+    if (hak_config.fork_trim) hak_tls_fork_trim();  // drops every lock it takes before these
     hak_tls_fork_prepare();
     hak_orphan_fork_prepare();
     hak_ss_fork_prepare();

@@ -6,8 +6,13 @@
  *                empty); after fork() none of the freed blocks' pages is resident, in the
  *                parent or in the child (mincore), and trim_fork counted one.
  *   trim_big     3 MiB of live blocks besides, so that the heap has more than one SuperSlab
- *                and the trim skips its walk of the free lists; every block freed, so that
- *                their spans empty: their pages go all the same.
+ *                and the trim skips its walk of the free lists (no block bytes purged); every
+ *                block freed, so that their spans empty: their pages go all the same.
+ *   trim_pool    4 MiB of 4 KiB blocks, all freed: whole SuperSlabs empty and go to the pool,
+ *                which keeps its newest ones' pages for reuse; the trim purges them too.
+ *   again        a second and a third fork right after the first trim nothing (once per
+ *                HAKMEM_DECAY_MS), the child of each fork is young again all the same, and
+ *                a child's own first fork trims.
  *   off          HAKMEM_FORK_TRIM=0: the same blocks stay resident across the fork (so
  *                `trim` sees the trim, not something else).
  *   live         live blocks of every tier, between freed ones, keep their bytes across the
@@ -39,11 +44,13 @@ static size_t resident_pages(const void *p, size_t n) {
 }
 
 /* The pages that the freed blocks of big[] and small[] held whole and still hold. The small
- * blocks are 64 to a page, and every one of them was freed, so their pages count whole. */
+ * ones are counted a page per 64 blocks from small[64] on (the first 8 are young 256 B
+ * blocks, whose span other young blocks may share), and every one of them was freed, so each
+ * page counted is one of theirs. */
 static size_t freed_resident(void) {
     size_t n = 0;
     for (unsigned i = big_kept; i < NBIG; i++) n += resident_pages(big[i], BIG);
-    for (unsigned i = 0; i < NSMALL; i += 64) n += resident_pages(small[i], SMALL);
+    for (unsigned i = 64; i < NSMALL; i += 64) n += resident_pages(small[i], SMALL);
     return n;
 }
 
@@ -111,6 +118,7 @@ enum { KEEP = 8192, NKEEP = 384 };  // 3 MiB: a heap of two SuperSlabs
 static void *keep[NKEEP];
 
 static void t_trim_big(void) {
+    uint64_t b0 = hak_stat("ss_purge_block_bytes");
     for (unsigned i = 0; i < NKEEP; i++) {
         keep[i] = hak_malloc(KEEP);
         CHECK(keep[i] != NULL, "malloc(%d)", KEEP);
@@ -120,10 +128,47 @@ static void t_trim_big(void) {
     hak_info(&info);
     CHECK(info.ss_bytes > ((size_t)2 << 20), "the heap has %zu bytes of SuperSlabs, not more than one", info.ss_bytes);
     fork_expect_trimmed(write_and_free());
+    CHECK(hak_stat("ss_purge_block_bytes") == b0, "the trim of a heap of several SuperSlabs purged %" PRIu64
+          " bytes inside free blocks (it walks no free list there)", hak_stat("ss_purge_block_bytes") - b0);
     for (unsigned i = 0; i < NKEEP; i++) {
         CHECK(find_bad_pat(keep[i], 0, KEEP, i) == SIZE_MAX, "live block %p changed across the fork", keep[i]);
         hak_free(keep[i]);
     }
+}
+
+enum { NPOOL = 1024 };  // 4 MiB of 4 KiB blocks: 512 fill a SuperSlab
+static void *pooled[NPOOL];
+
+static size_t pooled_resident(void) {
+    size_t n = 0;
+    for (unsigned i = 0; i < NPOOL; i++) n += resident_pages(pooled[i], BIG);
+    return n;
+}
+
+static int child_pool(void) {
+    size_t n = pooled_resident();
+    if (n != 0) {
+        fprintf(stderr, "child: %zu pages of the freed 4 KiB blocks are resident\n", n);
+        return 1;
+    }
+    return 0;
+}
+
+static void t_trim_pool(void) {
+    for (unsigned i = 0; i < NPOOL; i++) {
+        pooled[i] = hak_malloc(BIG);
+        CHECK(pooled[i] != NULL, "malloc(%d)", BIG);
+        memset(pooled[i], 0x3c, BIG);
+    }
+    for (unsigned i = 0; i < NPOOL; i++) hak_free(pooled[i]);
+    size_t before = pooled_resident();
+    CHECK(before >= NPOOL, "only %zu pages of %d freed 4 KiB blocks resident before the fork", before, NPOOL);
+    uint64_t p0 = hak_stat("ss_release_pool");
+    fork_and_check(child_pool);
+    size_t after = pooled_resident();
+    CHECK(after == 0, "%zu of %zu pages of the freed 4 KiB blocks resident after the fork", after, before);
+    if (TEST_STATS)
+        CHECK(hak_stat("ss_release_pool") - p0 >= 1, "no SuperSlab went to the pool: the case tests nothing");
 }
 
 static size_t off_before;
@@ -214,6 +259,35 @@ static int child_young(void) {
     return 0;
 }
 
+static int grandchild(void) { return 0; }
+
+/* A child's own first fork trims, though its parent's trim was just now. */
+static int child_forks(void) {
+    uint64_t f0 = hak_stat("trim_fork");
+    fork_and_check(grandchild);
+    if (TEST_STATS && hak_stat("trim_fork") - f0 != 1) {
+        fprintf(stderr, "child: trim_fork grew by %" PRIu64 " for its first fork\n", hak_stat("trim_fork") - f0);
+        return 1;
+    }
+    return 0;
+}
+
+/* The child of the second fork is young again too (the young reset does not depend on the
+ * trim), though that fork trims nothing. */
+static void t_again(void) {
+    void *spent[YOUNG];
+    for (unsigned i = 0; i < YOUNG; i++) spent[i] = hak_malloc(YSIZE);  // the parent's young count
+    (void)write_and_free();
+    uint64_t f0 = hak_stat("trim_fork");
+    fork_and_check(child_nothing_resident);
+    fork_and_check(child_young);
+    fork_and_check(child_forks);
+    if (TEST_STATS)
+        CHECK(hak_stat("trim_fork") - f0 == 1, "trim_fork grew by %" PRIu64 " for three forks in a row",
+              hak_stat("trim_fork") - f0);
+    for (unsigned i = 0; i < YOUNG; i++) hak_free(spent[i]);
+}
+
 static void t_young_child(void) {
     void *mine[YOUNG];
     for (unsigned i = 0; i < YOUNG; i++) {
@@ -232,9 +306,14 @@ static void t_young_child(void) {
 static const test_case_t cases[] = {
     {"trim", t_trim},
     {"trim_big", t_trim_big},
+    {"trim_pool", t_trim_pool},
+    {"again", t_again},
     {"off", t_off},
     {"live", t_live},
     {"young_child", t_young_child},
 };
 
-int main(int argc, char **argv) { return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]); }
+int main(int argc, char **argv) {
+    if (sysconf(_SC_PAGESIZE) != 4096) return TEST_SKIP;  // the block sizes assume 4 KiB pages
+    return run_cases(argc, argv, cases, sizeof cases / sizeof cases[0]);
+}
