@@ -931,7 +931,7 @@ void hak_tls_fork_trim(void) {
     hak_store_relaxed(&fork_trim_last_ms, now ? now : 1);
     hak_tc_t *tc = &hak_tc;
     hak_heap_t *h = tc->heap;
-    if (h && !is_global(h)) {
+    if (h) {  // a thread's own heap (the global heap is never one)
         remote_batch_flush(tc);
         hak_lock(&h->lock);
         flush_all(tc, h, 1);
@@ -971,7 +971,7 @@ void hak_tls_fork_child(void) {
     // A child is a new program more often than not (a prefork server's worker): its
     // classes start young again, so that a class it uses lightly holds no page of its own.
     // (Whatever HAKMEM_FORK_TRIM says; HAKMEM_YOUNG=0 turns young classes off.)
-    if (mine && !is_global(mine)) memset(mine->young_taken, 0, sizeof mine->young_taken);
+    if (mine) memset(mine->young_taken, 0, sizeof mine->young_taken);
     // Its own forks trim again: the period is about one process forking over and over (a
     // daemon's first fork trims in the parent; the child then forks its workers at once).
     hak_store_relaxed(&fork_trim_last_ms, 0);
