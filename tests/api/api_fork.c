@@ -74,26 +74,18 @@ static size_t write_and_free(void) {
     return before;
 }
 
-/* fork(); the child runs child_fn and exits with its status; the parent waits and checks it
- * exited 0. Returns in the parent. */
-static void fork_and_check(int (*child_fn)(void)) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) _exit(child_fn());
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid, "waitpid: %s", strerror(errno));
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status 0x%x)", status);
+/* fork() (test_util.h: run_in_child, with its alarm); the child runs child_fn, whose CHECKs
+ * exit 1; the parent checks that it exited 0, and shows what it wrote if not. */
+static void fork_and_check(void (*child_fn)(void *)) {
+    static char out[4096];
+    int status = run_in_child(child_fn, NULL, out, sizeof out);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (status 0x%x): %s", status, out);
 }
 
-static int child_nothing_resident(void) {
+static void child_nothing_resident(void *arg) {
+    (void)arg;
     size_t n = freed_resident();
-    if (n != 0) {
-        fprintf(stderr, "child: %zu pages of the blocks freed before the fork are resident\n", n);
-        return 1;
-    }
-    return 0;
+    CHECK(n == 0, "child: %zu pages of the blocks freed before the fork are resident", n);
 }
 
 /* Forks after write_and_free (which found before pages resident): nothing of the freed
@@ -145,13 +137,10 @@ static size_t pooled_resident(void) {
     return n;
 }
 
-static int child_pool(void) {
+static void child_pool(void *arg) {
+    (void)arg;
     size_t n = pooled_resident();
-    if (n != 0) {
-        fprintf(stderr, "child: %zu pages of the freed 4 KiB blocks are resident\n", n);
-        return 1;
-    }
-    return 0;
+    CHECK(n == 0, "child: %zu pages of the freed 4 KiB blocks are resident", n);
 }
 
 static void t_trim_pool(void) {
@@ -172,13 +161,10 @@ static void t_trim_pool(void) {
 }
 
 static size_t off_before;
-static int child_all_resident(void) {
+static void child_all_resident(void *arg) {
+    (void)arg;
     size_t n = freed_resident();
-    if (n != off_before) {
-        fprintf(stderr, "child: %zu pages of freed blocks resident, %zu before the fork\n", n, off_before);
-        return 1;
-    }
-    return 0;
+    CHECK(n == off_before, "child: %zu pages of freed blocks resident, %zu before the fork", n, off_before);
 }
 
 static void t_off(void) {
@@ -220,10 +206,10 @@ static void use_again(const char *who) {
         }
 }
 
-static int child_live(void) {
+static void child_live(void *arg) {
+    (void)arg;
     check_live("child");
     use_again("child");
-    return 0;  // CHECK exits 1 on failure
 }
 
 static void t_live(void) {
@@ -244,7 +230,8 @@ enum { YOUNG = 8, YSIZE = 48 };
 static size_t own_size(void) { return hak_sc_size((unsigned)hak_sc_of(YSIZE)); }
 static void *ychild[YOUNG + 1];
 
-static int child_young(void) {
+static void child_young(void *arg) {
+    (void)arg;
     for (unsigned i = 0; i < YOUNG; i++) {
         ychild[i] = hak_malloc(YSIZE);
         CHECK(ychild[i] && hak_usable_size(ychild[i]) == 256,
@@ -256,20 +243,18 @@ static int child_young(void) {
           "child: malloc(%d) #%d: usable %zu, expected the class's own %zu", YSIZE, YOUNG,
           ychild[YOUNG] ? hak_usable_size(ychild[YOUNG]) : 0, own_size());
     for (unsigned i = 0; i <= YOUNG; i++) hak_free(ychild[i]);
-    return 0;
 }
 
-static int grandchild(void) { return 0; }
+static void grandchild(void *arg) { (void)arg; }
 
 /* A child's own first fork trims, though its parent's trim was just now. */
-static int child_forks(void) {
+static void child_forks(void *arg) {
+    (void)arg;
     uint64_t f0 = hak_stat("trim_fork");
     fork_and_check(grandchild);
-    if (TEST_STATS && hak_stat("trim_fork") - f0 != 1) {
-        fprintf(stderr, "child: trim_fork grew by %" PRIu64 " for its first fork\n", hak_stat("trim_fork") - f0);
-        return 1;
-    }
-    return 0;
+    if (TEST_STATS)
+        CHECK(hak_stat("trim_fork") - f0 == 1, "child: trim_fork grew by %" PRIu64 " for its first fork",
+              hak_stat("trim_fork") - f0);
 }
 
 /* The child of the second fork is young again too (the young reset does not depend on the
