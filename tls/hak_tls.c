@@ -24,6 +24,7 @@ __thread hak_tc_t hak_tc HAK_TLS_MODEL;
 static hak_meta_pool_t heap_meta = HAK_META_POOL_INIT(sizeof(hak_heap_t));
 static hak_lock_t heaps_lock = HAK_LOCK_INIT;
 static hak_heap_t *heaps_all;
+static atomic_int first_heap_taken;  // hak_first_heap is in use (never given back)
 static void (*_Atomic idle_hook)(void);
 
 void hak_tls_set_idle_hook(void (*fn)(void)) { hak_store_relaxed(&idle_hook, fn); }
@@ -79,7 +80,6 @@ void hak_tls_global_init(void) {
     hak_lock(&init_lock);
     if (!hak_load_relaxed(&core_ready)) {
         hak_config_init();
-        hak_sc_init();
         hak_harden_init();
         // The key that runs thread_exit. Created here, under init_lock (which fork takes),
         // so a fork can never catch it half made. pthread_key_create does not allocate in
@@ -530,7 +530,7 @@ static hak_heap_t *thread_init(hak_tc_t *tc) {
     if (o) {
         h = HEAP_OF_ORPHAN(o);
     } else {
-        h = hak_meta_alloc(&heap_meta);
+        h = hak_exchange_relaxed(&first_heap_taken, 1) == 0 ? &hak_first_heap : hak_meta_alloc(&heap_meta);
         if (!h) {
             tc->state = HAK_TC_NEW;
             return NULL;

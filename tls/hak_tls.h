@@ -62,6 +62,8 @@ struct hak_heap {
 };
 
 extern HAK_HIDDEN __thread hak_tc_t hak_tc HAK_TLS_MODEL;
+/* The first heap made: static (hak_first_heap.c), taken once by thread_init. */
+extern HAK_HIDDEN hak_heap_t hak_first_heap;
 
 HAK_HIDDEN void *hak_tls_refill_slow(unsigned sc);
 /* Before fork (HAKMEM_FORK_TRIM): give back the calling thread's free memory (its cache, empty

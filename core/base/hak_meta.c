@@ -9,7 +9,8 @@
 
 // Every pool bumps from one shared chunk, so objects of different pools share pages: a chunk
 // per pool cost a page (and a 1 MiB mapping) for each pool in use, even for one large-block
-// header. A heap (2176 bytes with counters) and a SuperSlab (3448) take 2 pages either way.
+// header. (A process's first heap is not here but in .bss, tls/hak_first_heap.c: with it a
+// SuperSlab header, 3448 bytes, took 2 pages.)
 // The arena lock is taken only inside a pool's lock, so a fork that holds every pool's lock
 // finds it free.
 static struct {

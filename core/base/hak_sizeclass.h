@@ -12,7 +12,7 @@
 #define HAK_SC_MAX 60
 #define HAK_SC_SMALL_COUNT 20
 #define HAK_SMALL_MAX 1024
-/* Blocks above this size are never kept in a thread cache (hak_sc_init). */
+/* Blocks above this size are never kept in a thread cache (hak_sc_gen.c). */
 #define HAK_TC_MAX_BLOCK 32768
 #define HAK_MID_MAX ((size_t)1 << 20)
 
@@ -20,7 +20,7 @@
 extern HAK_HIDDEN const uint8_t hak_sc_small_table[65];
 extern HAK_HIDDEN const uint32_t hak_sc_size_table[HAK_SC_MAX];
 
-/* Per-class geometry, computed once at init (hak_sc_init). */
+/* Per-class geometry: constants, computed at build time (hak_sc_gen.c). */
 typedef struct hak_sc_info {
     uint32_t size;      /* block size */
     uint16_t span;      /* slabs per span (1..32) */
@@ -32,7 +32,7 @@ typedef struct hak_sc_info {
                            when it has none): 256 B for the classes under it, 512 B for those
                            between (tls/hak_tls.c, young classes) */
 } hak_sc_info_t;
-extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
+extern HAK_HIDDEN const hak_sc_info_t hak_sc_info[HAK_SC_MAX];
 /* Block-start constants. With M = floor(2^64 / size) + 1 and e = size * M mod 2^64 (so
  * 1 <= e <= size), an offset n < 2^21 gives n * M mod 2^64 == k * e when n == k * size, and
  * a value >= 2^43 otherwise (Lemire, Kaser, Kurz, "Faster remainder by direct computation",
@@ -40,9 +40,8 @@ extern HAK_HIDDEN hak_sc_info_t hak_sc_info[HAK_SC_MAX];
  * n * M < capacity * e holds exactly for the starts of blocks 0..capacity-1: one multiply
  * and one compare reject interior pointers and the unused tail of a span alike. Entry
  * HAK_SC_MAX (a free slab's class) has M = 1 and e = 0: nothing passes. */
-extern HAK_HIDDEN uint64_t hak_sc_magic[HAK_SC_MAX + 1];
-extern HAK_HIDDEN uint64_t hak_sc_unit[HAK_SC_MAX + 1];  /* e */
-HAK_HIDDEN void hak_sc_init(void);
+extern HAK_HIDDEN const uint64_t hak_sc_magic[HAK_SC_MAX + 1];
+extern HAK_HIDDEN const uint64_t hak_sc_unit[HAK_SC_MAX + 1];  /* e */
 
 /* Class for any n <= HAK_MID_MAX (n = 0 gives class 0). */
 static HAK_INLINE unsigned hak_sc_of_small(size_t n) { return hak_sc_small_table[(n + 15) >> 4]; }

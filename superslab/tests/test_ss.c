@@ -467,7 +467,6 @@ static void check_purge_small(void) {
 }
 
 int main(void) {
-    hak_sc_init();
     // far-off addresses are never ours
     // (volatile: keeps the compiler from folding constant out-of-range lookups and warning)
     volatile uintptr_t lo = 4096, top = UINTPTR_MAX, kernel = (uintptr_t)1 << 63;

@@ -14,7 +14,6 @@
 #include "hak_ss.h"
 static int owner_token;
 int main(void) {
-    hak_sc_init();
     hak_harden_init();
     int fp;
     hak_ss_t *ss = hak_ss_acquire(&owner_token, &fp);

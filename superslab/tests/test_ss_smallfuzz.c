@@ -139,7 +139,6 @@ static void free_block(hak_slab_t *s, size_t k) {
 
 int main(int argc, char **argv) {
     unsigned iters = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
-    hak_sc_init();
     size_t page = hak_os_page_size();
     printf("page %zu\n", page);
     for (unsigned it = 0; it < iters; it++) {
