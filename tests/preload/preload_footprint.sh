@@ -5,6 +5,12 @@
 # 4 KiB of initialised writable data (.data + .data.rel.ro + .got): the pagemap's table as
 # pointers alone was 1024 relocations and 8 KiB of .data. Counted: the relocations of data
 # (RELATIVE, 64); calls into libc (JUMP_SLOT, GLOB_DAT) and TLS offsets are not tables.
+# Then the pages: footprint_pages (argument 1) makes one small allocation and prints the
+# process's anonymous kB (the stack left out); with hakmem preloaded it may hold at most 28
+# KiB more than without: 7 pages, the library's relocated data and .data, two .bss pages (the
+# pagemap's top table with the globals before it, and the first heap with the globals after
+# it), the pagemap leaf, the first SuperSlab's header and the block's page. With the first heap
+# in metadata memory it was 32 (docs/DESIGN-NOTES.md, "Nginx's memory, page by page").
 . "$(dirname "$0")/lib.sh"
 command -v readelf >/dev/null || fail "readelf (binutils) not found"
 relocs=$(readelf -rW "$LIB" | grep -cE '^[0-9a-f]+ +[0-9a-f]+ +R_[A-Z0-9_]+_(RELATIVE|64|ABS64) ' || true)
@@ -19,4 +25,18 @@ for size in $(readelf -SW "$LIB" | sed 's/^ *\[ *[0-9]*\] *//' | awk '$1 == ".da
     data=$((data + 0x$size))
 done
 [ "$data" -le 4096 ] || fail "$data bytes of initialised writable data in $LIB (want <= 4096)"
-echo "preload_footprint: $relocs data relocations, $data bytes of initialised writable data"
+
+pages_prog=$1
+thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)
+case $thp in
+*"[always]"*)
+    # the kernel then backs a SuperSlab with a huge page at its first block (docs/CONFIG.md,
+    # HAKMEM_THP): 2 MiB, not a page
+    echo "preload_footprint: $relocs data relocations, $data bytes of initialised writable data; pages not checked (THP always)"
+    exit 0 ;;
+esac
+plain=$("$pages_prog") || fail "footprint_pages failed without hakmem"
+hak=$(LD_PRELOAD=$LIB "$pages_prog") || fail "footprint_pages failed under hakmem"
+extra=$((hak - plain))
+[ "$extra" -le 28 ] || fail "one malloc under hakmem holds $hak KiB of anonymous memory, $extra more than without it ($plain; want <= 28)"
+echo "preload_footprint: $relocs data relocations, $data bytes of initialised writable data; $extra KiB more anonymous memory than glibc for one malloc ($hak against $plain)"
