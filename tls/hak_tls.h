@@ -39,8 +39,9 @@ typedef struct hak_tc {
 
 enum { HAK_TC_NEW = 0, HAK_TC_INIT, HAK_TC_ACTIVE, HAK_TC_EXITED };
 
-/* A heap: what a thread owns. Lives in metadata memory, never freed: when its thread
- * exits it goes to the orphan list and a new or starving thread adopts it. */
+/* A heap: what a thread owns. Never freed (the first in .bss, hak_first_heap.c; the others in
+ * metadata memory): when its thread exits it goes to the orphan list and a new or starving
+ * thread adopts it. */
 struct hak_heap {
     hak_remote_queue_t remote;          /* other threads push frees here (own cache line) */
     hak_lock_t lock;                    /* held by the owner in slow paths; by fork */
