@@ -29,5 +29,5 @@ for b in hakmem jemalloc; do
     wait "$pid" || true
     echo "== $b: $t, $n requests after 20000 to warm up"
     callgrind_annotate --inclusive=no "$tmp/$b.out" 2>/dev/null | grep -E '^ *[0-9,]+ ' |
-        grep -E 'TOTALS|malloc|free|hak_|usable|je_|realloc' | head -8 | cut -c1-120
+        grep -E 'TOTALS|malloc|free|hak_|usable|je_|realloc' | awk 'NR <= 8' | cut -c1-120
 done
