@@ -52,15 +52,15 @@ typedef struct hak_slab {
 
 typedef struct hak_ss {
     /* Read by every thread that frees into this SuperSlab. */
+    /* span capacity * hak_sc_unit (see hak_sizeclass.h); 0 for a free slab, and for a span
+     * with purged blocks. Relaxed: the purge thread sets it while the owner frees. */
+    _Atomic uint64_t slab_limit[HAK_SLABS_PER_SS];
     _Atomic(void *) owner;                 /* owning heap; written by the owner or an adopter */
     char *base;                            /* the 2 MiB region */
     uint8_t slab_sc[HAK_SLABS_PER_SS];     /* class of each slab; HAK_SLAB_NONE when free */
     uint8_t slab_head[HAK_SLABS_PER_SS];   /* head slab index of the span holding each slab */
     uint64_t slab_magic[HAK_SLABS_PER_SS]; /* hak_sc_magic of each slab's class */
     uint64_t slab_offmagic[HAK_SLABS_PER_SS]; /* (slab's offset in its span) * its magic */
-    /* span capacity * hak_sc_unit (see hak_sizeclass.h); 0 for a free slab, and for a span
-     * with purged blocks. Relaxed: the purge thread sets it while the owner frees. */
-    _Atomic uint64_t slab_limit[HAK_SLABS_PER_SS];
     /* Owner only. */
     uint32_t free_mask;                    /* bit i set: slab i free */
     uint32_t spans;                        /* live spans */

@@ -102,9 +102,15 @@ static HAK_COLD void free_not_in_ss(void *p, uintptr_t site) {
 
 static HAK_INLINE void front_free(void *p) {
     // The top-level index doubles as the range test; NULL reads the zero leaf's entry 0 and
-    // goes to the slow path like any address hakmem does not own.
+    // goes to the slow path like any address hakmem does not own. An address past the table
+    // goes there too (hak_large_of finds nothing and it reports the pointer): a call to
+    // hak_die here would cost every free a stack frame (2 instructions), since a call needs
+    // the stack aligned and the other exits are tail calls.
     uintptr_t top = (uintptr_t)p >> HAK_PM_TOP_SHIFT;
-    if (hak_unlikely(top >= HAK_PM_TOP_COUNT)) hak_die("free(): invalid pointer (not allocated by hakmem)", p);
+    if (hak_unlikely(top >= HAK_PM_TOP_COUNT)) {
+        free_not_in_ss(p, HAK_SITE());
+        return;
+    }
     // a SuperSlab entry minus its tag is the metadata pointer; 0 and large entries are not
     uintptr_t e = hak_pagemap_get_fast((uintptr_t)p) - HAK_PM_TAG_SS;
     if (hak_likely((e & HAK_PM_TAG_MASK) == 0)) {
