@@ -21,6 +21,26 @@
 enum { FORKS = 100, WSLOTS = 256, XSLOTS = 64, CHILD_ALARM = 4, PARENT_ALARM = 150, MAX_FAILED = 2 };
 
 static atomic_int stop;
+
+// The AddressSanitizer runtimes of Debian 12 (clang 14's, which CI uses, and GCC 12's) take
+// none of their own allocator's locks around fork(); LLVM's does since llvm/llvm-project#75290
+// (2023). A child forked while a parent thread was inside ASan's malloc or free hangs at its
+// first pthread_create, which allocates through ASan: seen here under load as the child alarm
+// firing, with every child thread stopped in ASan's SizeClassAllocator64::GetFromAllocator.
+// The parent's only repeated use of ASan's allocator is the workers' short threads (creating,
+// starting, ending and joining them), so under ASan a worker holds this lock from create to
+// join, and main forks holding it; the workers' hakmem allocations still run across every fork.
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_FORK_GATE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_FORK_GATE 1
+#endif
+#endif
+#ifndef ASAN_FORK_GATE
+#define ASAN_FORK_GATE 0
+#endif
+static pthread_mutex_t spawn_gate = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t worker_ops[2];
 // blocks handed between the workers (and lent to children): filled with seq = their tag
 static _Atomic(void *) xchg[XSLOTS];
@@ -102,8 +122,10 @@ static void *worker(void *arg) {
         ops++;
         if (ops % 4096 == 0) {
             pthread_t t;
+            if (ASAN_FORK_GATE) pthread_mutex_lock(&spawn_gate);
             CHECK(pthread_create(&t, NULL, short_thread, (void *)(uintptr_t)ops) == 0, "worker: pthread_create");
             pthread_join(t, NULL);
+            if (ASAN_FORK_GATE) pthread_mutex_unlock(&spawn_gate);
         }
         if (ops % 20000 == 0) T_TRIM();
         atomic_store(&worker_ops[id], ops);
@@ -234,9 +256,11 @@ int main(void) {
             if (x) inh[ninh++] = x;
         }
         fflush(stdout);
+        if (ASAN_FORK_GATE) pthread_mutex_lock(&spawn_gate);
         pid_t pid = fork();
         CHECK(pid >= 0, "fork failed: %s", strerror(errno));
         if (pid == 0) _exit(child_main(k, inh, ninh));
+        if (ASAN_FORK_GATE) pthread_mutex_unlock(&spawn_gate);
         int status = 0;
         pid_t got;
         while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
