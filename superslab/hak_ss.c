@@ -116,6 +116,12 @@ static void unmap_ss(hak_ss_t *ss) {
     hak_pagemap_set((uintptr_t)ss->base, HAK_SS_SIZE, 0);
     hak_os_unmap(ss->base, HAK_SS_SIZE);
     hak_fetch_sub_relaxed(&ss_mapped, 1);
+    // The pool's link goes into the free slot's first word, slab_limit[0], where free's
+    // block-start test would pass. A free that read the pagemap before it was cleared must
+    // still fail the owner test, also in a thread with no heap (NULL, which a released
+    // SuperSlab's owner is): an owner no heap can be sends it to the slow path, which finds
+    // every slab free and reports the pointer. hak_meta_alloc zeroes the slot on reuse.
+    hak_store_relaxed(&ss->owner, (void *)ss);
     hak_meta_free(&ss_meta, ss);
     HAK_STAT_INC(ss_unmap);
 }

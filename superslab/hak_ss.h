@@ -53,7 +53,11 @@ typedef struct hak_slab {
 typedef struct hak_ss {
     /* Read by every thread that frees into this SuperSlab. */
     /* span capacity * hak_sc_unit (see hak_sizeclass.h); 0 for a free slab, and for a span
-     * with purged blocks. Relaxed: the purge thread sets it while the owner frees. */
+     * with purged blocks. Relaxed: the purge thread sets it while the owner frees. First in
+     * the struct: at offset 0 free's relaxed load of it is one mov at the slab index (GCC
+     * does not fold an atomic load into the compare; anywhere else it adds the offset to a
+     * copy of the index first, 2 instructions more). While the metadata slot is free, its
+     * first word is the pool's link (see unmap_ss). */
     _Atomic uint64_t slab_limit[HAK_SLABS_PER_SS];
     _Atomic(void *) owner;                 /* owning heap; written by the owner or an adopter */
     char *base;                            /* the 2 MiB region */
@@ -70,6 +74,7 @@ typedef struct hak_ss {
     struct hak_ss *prev, *next;            /* the owner heap's SuperSlab list, or the pool */
     hak_slab_t slabs[HAK_SLABS_PER_SS];    /* only span heads are meaningful */
 } hak_ss_t;
+_Static_assert(offsetof(hak_ss_t, slab_limit) == 0, "slab_limit first: see its comment");
 
 /* The SuperSlab that holds p, or NULL if p is not in one (large block or foreign). */
 static HAK_INLINE hak_ss_t *hak_ss_of(const void *p) {

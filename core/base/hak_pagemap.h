@@ -68,7 +68,7 @@ static HAK_INLINE uintptr_t hak_pagemap_get_fast(uintptr_t addr) {
     return hak_load_acquire(&leaf[idx & ((1u << HAK_PM_LEAF_BITS) - 1)]);
 }
 
-/* The top-level index of addr; above HAK_PM_TOP_LIMIT the address is outside the map. */
+/* The top-level index of addr; at HAK_PM_TOP_COUNT and above the address is outside the map. */
 #define HAK_PM_TOP_SHIFT (HAK_SS_SHIFT + HAK_PM_LEAF_BITS)
 #define HAK_PM_TOP_COUNT (1u << HAK_PM_TOP_BITS)
 
