@@ -302,6 +302,11 @@ static void check_pool(void) {
     for (size_t i = 0; i < n; i++) {
         CHECK(hak_pagemap_get((uintptr_t)base[i]) == 0 && hak_ss_of(base[i] + 100) == NULL,
               "trimmed SuperSlab %zu still in the pagemap", i);
+        // Its metadata slot is free now (metadata memory is never unmapped, and nothing was
+        // acquired since): free's owner test must fail for every thread, including one with
+        // no heap (NULL), since the pool's link sits in slab_limit[0] (unmap_ss).
+        void *owner = hak_load_relaxed(&ss[i]->owner);
+        CHECK(owner != NULL && owner != OWNER, "unmapped SuperSlab %zu: owner %p in its free metadata slot", i, owner);
         known_del(ss[i]);
     }
     CHECK(hak_ss_pool_trim() == 0, "a second pool_trim released memory");
